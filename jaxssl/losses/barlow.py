@@ -47,7 +47,7 @@ def barlow_twins(z_a: Array, z_b: Array, *, lambd: float = 0.0051, eps: float = 
   a = _standardise(z_a.astype(dtype), n, eps, axis_name)
   b = _standardise(z_b.astype(dtype), n, eps, axis_name)
   diag = stats.global_sum(jnp.sum(a * b, axis=0), axis_name) / n
-  frobenius_sq = stats.cross_gram_sq_norm(a, b, form=form, axis_name=axis_name) / n**2
+  frobenius_sq = stats.cross_gram_sq_norm(a, b, form=form, axis_name=axis_name) / float(n) ** 2
   aux = stats.replicate({
       "on_diagonal": jnp.sum((diag - 1.0) ** 2),
       "off_diagonal": frobenius_sq - jnp.sum(diag**2),

@@ -92,7 +92,7 @@ def corinfomax(state: CorInfoMaxState, z_a: Array, z_b: Array, *, alpha: float =
   z_a, z_b = z_a.astype(dtype), z_b.astype(dtype)
   if normalize:
     z_a, z_b = stats.l2_normalise(z_a), stats.l2_normalise(z_b)
-  invariance = stats.global_sum(jnp.sum((z_a - z_b) ** 2), axis_name) / (n * dim)
+  invariance = stats.global_mse(z_a, z_b, axis_name)
   logdet_a, r_a, mu_a = _update_and_logdet(z_a, state.r_a, state.mu_a, n, la_R, la_mu, eps,
                                            axis_name)
   logdet_b, r_b, mu_b = _update_and_logdet(z_b, state.r_b, state.mu_b, n, la_R, la_mu, eps,

@@ -107,7 +107,7 @@ def info_vicreg(z_a: Array, z_b: Array, *, estimator: str = "logdet", sim_coeff:
     >>> z_a, z_b = jax.random.normal(jax.random.key(0), (2, 256, 512))
     >>> loss, aux = info_vicreg(z_a, z_b, estimator="pairdist", sigma=4.0)
   """
-  n = stats.check_embeddings("info_vicreg", z_a, z_b, axis_name=axis_name)
+  stats.check_embeddings("info_vicreg", z_a, z_b, axis_name=axis_name)
   if estimator == "logdet":
     entropy = lambda z: logdet_entropy(z, beta=beta, form=form, axis_name=axis_name)
   elif estimator == "pairdist":
@@ -115,9 +115,8 @@ def info_vicreg(z_a: Array, z_b: Array, *, estimator: str = "logdet", sim_coeff:
   else:
     raise ValueError(f"info_vicreg: estimator must be one of {ESTIMATORS}; got {estimator!r}.")
   dtype = stats.compute_dtype(z_a, z_b)
-  diff = z_a.astype(dtype) - z_b.astype(dtype)
   aux = stats.replicate({
-      "invariance": stats.global_sum(jnp.sum(diff**2), axis_name) / (n * z_a.shape[1]),
+      "invariance": stats.global_mse(z_a.astype(dtype), z_b.astype(dtype), axis_name),
       "entropy": (entropy(z_a) + entropy(z_b)) / 2,
   }, axis_name)
   return sim_coeff * aux["invariance"] - ent_coeff * aux["entropy"], aux

@@ -81,6 +81,12 @@ def global_mean(z: Array, axis_name: str | None) -> Array:
   return global_sum(jnp.sum(z, axis=0), axis_name) / n
 
 
+def global_mse(a: Array, b: Array, axis_name: str | None) -> Array:
+  """``mean((a - b)^2)`` over all N * D entries of the global batch (the invariance term)."""
+  n = global_size(a.shape[0], axis_name)
+  return global_sum(jnp.sum((a - b) ** 2), axis_name) / float(n * a.shape[1])
+
+
 def gather(z: Array, axis_name: str | None) -> Array:
   """All rows of the global batch on every device (identity without an axis)."""
   return z if axis_name is None else jax.lax.all_gather(z, axis_name, tiled=True)

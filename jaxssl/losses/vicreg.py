@@ -48,8 +48,7 @@ def vicreg(z_a: Array, z_b: Array, *, sim_coeff: float = 25.0, std_coeff: float 
   n = stats.check_embeddings("vicreg", z_a, z_b, axis_name=axis_name)
   dtype = stats.compute_dtype(z_a, z_b)
   z_a, z_b = z_a.astype(dtype), z_b.astype(dtype)
-  dim = z_a.shape[1]
-  invariance = stats.global_sum(jnp.sum((z_a - z_b) ** 2), axis_name) / (n * dim)
+  invariance = stats.global_mse(z_a, z_b, axis_name)
   var_a, cov_a = _variance_covariance(z_a, n, eps, form, axis_name)
   var_b, cov_b = _variance_covariance(z_b, n, eps, form, axis_name)
   aux = stats.replicate({
@@ -100,4 +99,4 @@ def _variance_covariance(z: Array, n: int, eps: float, form: str,
   variance = jnp.mean(jax.nn.relu(1.0 - jnp.sqrt(var + eps)))
   offdiag_sq = (stats.cross_gram_sq_norm(z_c, z_c, form=form, axis_name=axis_name)
                 - jnp.sum(sq_sums**2))
-  return variance, offdiag_sq / ((n - 1) ** 2 * dim)
+  return variance, offdiag_sq / (float(n - 1) ** 2 * dim)  # float: the int overflows int32

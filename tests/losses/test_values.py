@@ -150,3 +150,10 @@ def test_docstring_examples_run(module):
   mod = importlib.import_module(f"jaxssl.losses.{module}")
   result = doctest.testmod(mod, raise_on_error=True)
   assert result.attempted > 0
+
+
+def test_large_batches_do_not_overflow_the_normalisers():
+  # (N - 1)^2 * D > 2^31: normalising constants must not be passed to XLA as int32.
+  z_a, z_b = views(720, 4200, seed=2)
+  for fn in (losses.vicreg, losses.barlow_twins, losses.info_vicreg):
+    assert np.isfinite(jax.jit(fn)(z_a, z_b)[0])
