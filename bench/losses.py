@@ -1,0 +1,245 @@
+"""Loss kernels, forward + backward, float32: jaxssl against the official formulas in PyTorch.
+
+Both run in this process on the same CPU threads. The PyTorch side is written here from each
+method's official code (feature-space D x D covariances; CorInfoMax with its float64 running
+covariance). Each row reports the median time after warm-up (jit compile time apart), the
+speed-up over PyTorch, and the time against the loss's FLOP floor: the matmul/factorisation
+FLOPs of forward + backward of the cheapest exact form, at this machine's measured float32
+matmul rate.
+
+  python bench/losses.py [--quick] [--out bench/results/losses.json]
+
+Needs PyTorch (a benchmark-only extra: `pip install torch`, the CPU build is enough).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import platform
+import statistics
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxssl import losses
+
+try:
+  import torch
+except ImportError:  # pragma: no cover
+  sys.exit("bench/losses.py compares against PyTorch: pip install torch (the CPU build).")
+
+TWO_VIEW_SIZES = [(256, 2048), (512, 8192), (2048, 8192)]
+SMALL_DIM_SIZES = [(512, 64), (512, 128), (1536, 512)]  # CorInfoMax and W-MSE embeddings
+
+
+# ---- PyTorch: the official formulas ------------------------------------------------------
+
+def _torch_offdiag(m):
+  n = m.shape[0]
+  return m.flatten()[:-1].view(n - 1, n + 1)[:, 1:].flatten()
+
+
+def torch_vicreg(x, y, sim=25.0, std=25.0, cov=1.0):
+  """facebookresearch/vicreg main_vicreg.py VICReg.forward, after the all-gather."""
+  n, d = x.shape
+  repr_loss = torch.nn.functional.mse_loss(x, y)
+  x = x - x.mean(dim=0)
+  y = y - y.mean(dim=0)
+  std_x = torch.sqrt(x.var(dim=0) + 0.0001)
+  std_y = torch.sqrt(y.var(dim=0) + 0.0001)
+  std_loss = (torch.mean(torch.relu(1 - std_x)) / 2 + torch.mean(torch.relu(1 - std_y)) / 2)
+  cov_x = (x.T @ x) / (n - 1)
+  cov_y = (y.T @ y) / (n - 1)
+  cov_loss = (_torch_offdiag(cov_x).pow_(2).sum().div(d)
+              + _torch_offdiag(cov_y).pow_(2).sum().div(d))
+  return sim * repr_loss + std * std_loss + cov * cov_loss
+
+
+def torch_barlow(z1, z2, lambd=0.0051):
+  """facebookresearch/barlowtwins main.py BarlowTwins.forward."""
+  bn = lambda z: torch.nn.functional.batch_norm(z, None, None, training=True, eps=1e-5)
+  c = bn(z1).T @ bn(z2) / z1.shape[0]
+  on_diag = torch.diagonal(c).add_(-1).pow_(2).sum()
+  off_diag = _torch_offdiag(c).pow_(2).sum()
+  return on_diag + lambd * off_diag
+
+
+def _torch_whiten(x):
+  """htdt/self-supervised Whitening2d.forward (eps 0) for a (w, D) block."""
+  xn = x - x.mean(0)
+  f_cov = xn.T @ xn / (x.shape[0] - 1)
+  eye = torch.eye(x.shape[1], dtype=x.dtype)
+  inv_sqrt = torch.linalg.solve_triangular(torch.linalg.cholesky(f_cov), eye, upper=False)
+  return xn @ inv_sqrt.T
+
+
+def torch_wmse(h1, h2, w_size):
+  """htdt/self-supervised W-MSE forward: whitened sub-batches, normalised MSE."""
+  bs = h1.shape[0]
+  perm = torch.randperm(bs).view(-1, w_size)
+  z1, z2 = torch.empty_like(h1), torch.empty_like(h2)
+  for idx in perm:
+    z1[idx], z2[idx] = _torch_whiten(h1[idx]), _torch_whiten(h2[idx])
+  z1, z2 = torch.nn.functional.normalize(z1), torch.nn.functional.normalize(z2)
+  return 2 - 2 * (z1 * z2).sum(dim=-1).mean()
+
+
+class TorchCorInfoMax:
+  """serdarozsoy/corinfomax-ssl CovarianceLoss (float64 state) + the invariance term."""
+
+  def __init__(self, d, alpha=250.0, la=0.01, eps=1e-8):
+    self.r = [torch.eye(d, dtype=torch.float64) for _ in range(2)]
+    self.mu = [torch.zeros(d, dtype=torch.float64) for _ in range(2)]
+    self.alpha, self.la, self.eps = alpha, la, eps * torch.eye(d, dtype=torch.float64)
+
+  def __call__(self, z1, z2):
+    z1, z2 = torch.nn.functional.normalize(z1), torch.nn.functional.normalize(z2)
+    n, d = z1.shape
+    logdets = []
+    for i, z in enumerate((z1, z2)):
+      mu = self.la * self.mu[i] + (1 - self.la) * z.mean(0)
+      z_hat = z - mu
+      r = self.la * self.r[i] + (1 - self.la) * (z_hat.T @ z_hat) / n
+      logdets.append(torch.logdet(r + self.eps))
+      self.r[i], self.mu[i] = r.detach(), mu.detach()
+    cov_loss = -(logdets[0] + logdets[1]) / d
+    return self.alpha * torch.nn.functional.mse_loss(z1, z2) + cov_loss
+
+
+def torch_info_vicreg_logdet(z1, z2):
+  """LogDet entropy in feature space: 0.5 logdet(I + C), C the D x D covariance."""
+  def entropy(z):
+    zc = z - z.mean(0)
+    c = zc.T @ zc / (z.shape[0] - 1)
+    return 0.5 * torch.logdet(torch.eye(z.shape[1]) + c)
+  return torch.nn.functional.mse_loss(z1, z2) - (entropy(z1) + entropy(z2)) / 2
+
+
+# ---- the FLOP floors (forward + backward of the cheapest exact form) --------------------
+
+def floor_flops(name, n, d, w_size=None):
+  """Matmul/factorisation FLOPs of forward + backward: each Gram matmul costs 3x forward."""
+  gram = min(2 * n * n * d, 2 * n * d * d)
+  if name == "vicreg":
+    return 2 * 3 * gram  # one Gram per view
+  if name == "barlow_twins":
+    return 3 * min(4 * n * n * d, 2 * n * d * d)
+  if name == "corinfomax":
+    return 2 * (3 * 2 * n * d * d + d**3 / 3 + d**3)  # covariance, Cholesky, its inverse
+  if name == "wmse":
+    blocks = n // w_size
+    per_block = 3 * (2 * w_size * d * d + 2 * w_size * d * d) + 2 * d**3 / 3 + d**3
+    return 2 * blocks * per_block
+  if name == "info_vicreg":
+    m = min(n, d)
+    return 2 * (3 * gram + m**3 / 3 + m**3)
+  raise KeyError(name)
+
+
+# ---- timing ------------------------------------------------------------------------------
+
+def median_seconds(fn, min_reps=3, min_seconds=1.0):
+  times = []
+  while len(times) < min_reps or sum(times) < min_seconds:
+    start = time.perf_counter()
+    fn()
+    times.append(time.perf_counter() - start)
+    if len(times) >= 50:
+      break
+  return statistics.median(times)
+
+
+def matmul_gflops(n=2048):
+  a = jnp.asarray(np.random.default_rng(0).normal(size=(n, n)), jnp.float32)
+  mm = jax.jit(lambda x: x @ x)
+  mm(a).block_until_ready()
+  return 2 * n**3 / median_seconds(lambda: mm(a).block_until_ready()) / 1e9
+
+
+def time_jax(loss, z_a, z_b):
+  grad_fn = jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))
+  start = time.perf_counter()
+  jax.block_until_ready(grad_fn(z_a, z_b))
+  compile_s = time.perf_counter() - start
+  run = lambda: jax.block_until_ready(grad_fn(z_a, z_b))
+  run()
+  return median_seconds(run), compile_s
+
+
+def time_torch(loss, z_a, z_b):
+  a = torch.from_numpy(np.asarray(z_a)).requires_grad_(True)
+  b = torch.from_numpy(np.asarray(z_b)).requires_grad_(True)
+
+  def run():
+    a.grad = b.grad = None
+    loss(a, b).backward()
+  run()
+  return median_seconds(run)
+
+
+def cases(quick):
+  two_view = TWO_VIEW_SIZES[:2] if quick else TWO_VIEW_SIZES
+  small = SMALL_DIM_SIZES[:2] if quick else SMALL_DIM_SIZES
+  for n, d in two_view:
+    yield "vicreg", n, d, None, lambda a, b: losses.vicreg(a, b)[0], torch_vicreg
+    yield "barlow_twins", n, d, None, lambda a, b: losses.barlow_twins(a, b)[0], torch_barlow
+    yield ("info_vicreg", n, d, None, lambda a, b: losses.info_vicreg(a, b)[0],
+           torch_info_vicreg_logdet)
+  for n, d in small:
+    state = losses.corinfomax_init(d)
+    yield ("corinfomax", n, d, None, lambda a, b, s=state: losses.corinfomax(s, a, b)[0],
+           TorchCorInfoMax(d))
+    w = 2 * d  # the official recipe: sub-batches of twice the embedding size
+    key = jax.random.key(0)
+    yield ("wmse", n, d, w, lambda a, b, w=w: losses.wmse(a, b, w_size=w, key=key)[0],
+           lambda a, b, w=w: torch_wmse(a, b, w))
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--quick", action="store_true", help="skip the largest size of each")
+  parser.add_argument("--only", nargs="*", help="run only these losses (e.g. wmse)")
+  parser.add_argument("--out", default="bench/results/losses.json")
+  args = parser.parse_args()
+  torch.set_num_threads(max(1, torch.get_num_threads()))
+  rate = matmul_gflops()
+  print(f"float32 matmul: {rate:.0f} GFLOP/s (JAX, 2048^3); torch threads "
+        f"{torch.get_num_threads()}; jax {jax.__version__}, torch {torch.__version__}")
+  header = (f"{'loss':<13}{'N':>6}{'D':>6} {'jaxssl ms':>10} {'torch ms':>10} {'speed-up':>9}"
+            f" {'floor ms':>9} {'x floor':>8} {'compile s':>10}")
+  print(header)
+  print("-" * len(header))
+  rows = []
+  rng = np.random.default_rng(0)
+  for name, n, d, w, jax_loss, torch_loss in cases(args.quick):
+    if args.only and name not in args.only:
+      continue
+    z_a = rng.normal(size=(n, d)).astype(np.float32)
+    z_b = (z_a + 0.5 * rng.normal(size=(n, d))).astype(np.float32)
+    jax_s, compile_s = time_jax(jax_loss, jnp.asarray(z_a), jnp.asarray(z_b))
+    torch_s = time_torch(torch_loss, z_a, z_b)
+    floor_s = floor_flops(name, n, d, w) / (rate * 1e9)
+    row = {"loss": name, "n": n, "d": d, "w_size": w, "jaxssl_ms": 1e3 * jax_s,
+           "torch_ms": 1e3 * torch_s, "speedup": torch_s / jax_s, "floor_ms": 1e3 * floor_s,
+           "x_floor": jax_s / floor_s, "compile_s": compile_s}
+    rows.append(row)
+    print(f"{name:<13}{n:>6}{d:>6} {row['jaxssl_ms']:>10.1f} {row['torch_ms']:>10.1f}"
+          f" {row['speedup']:>8.1f}x {row['floor_ms']:>9.1f} {row['x_floor']:>7.2f}x"
+          f" {compile_s:>10.2f}", flush=True)
+  out = pathlib.Path(args.out)
+  out.parent.mkdir(parents=True, exist_ok=True)
+  out.write_text(json.dumps({
+      "machine": {"platform": platform.platform(), "cpus": jax.local_device_count(),
+                  "jax": jax.__version__, "torch": torch.__version__,
+                  "matmul_gflops": rate},
+      "rows": rows}, indent=2))
+  print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+  main()
