@@ -33,6 +33,9 @@ try:
 except ImportError:  # pragma: no cover
   sys.exit("bench/losses.py compares against PyTorch: pip install torch (the CPU build).")
 
+# The PyTorch side runs where JAX's default backend runs: CUDA when JAX sees a GPU.
+TORCH_DEVICE = "cuda" if jax.default_backend() == "gpu" and torch.cuda.is_available() else "cpu"
+
 TWO_VIEW_SIZES = [(256, 2048), (512, 8192), (2048, 8192)]
 SMALL_DIM_SIZES = [(512, 64), (512, 128), (1536, 512)]  # CorInfoMax and W-MSE embeddings
 
@@ -73,7 +76,7 @@ def _torch_whiten(x):
   """htdt/self-supervised Whitening2d.forward (eps 0) for a (w, D) block."""
   xn = x - x.mean(0)
   f_cov = xn.T @ xn / (x.shape[0] - 1)
-  eye = torch.eye(x.shape[1], dtype=x.dtype)
+  eye = torch.eye(x.shape[1], dtype=x.dtype, device=x.device)
   inv_sqrt = torch.linalg.solve_triangular(torch.linalg.cholesky(f_cov), eye, upper=False)
   return xn @ inv_sqrt.T
 
@@ -81,7 +84,7 @@ def _torch_whiten(x):
 def torch_wmse(h1, h2, w_size):
   """htdt/self-supervised W-MSE forward: whitened sub-batches, normalised MSE."""
   bs = h1.shape[0]
-  perm = torch.randperm(bs).view(-1, w_size)
+  perm = torch.randperm(bs, device=h1.device).view(-1, w_size)
   z1, z2 = torch.empty_like(h1), torch.empty_like(h2)
   for idx in perm:
     z1[idx], z2[idx] = _torch_whiten(h1[idx]), _torch_whiten(h2[idx])
@@ -93,9 +96,10 @@ class TorchCorInfoMax:
   """serdarozsoy/corinfomax-ssl CovarianceLoss (float64 state) + the invariance term."""
 
   def __init__(self, d, alpha=250.0, la=0.01, eps=1e-8):
-    self.r = [torch.eye(d, dtype=torch.float64) for _ in range(2)]
-    self.mu = [torch.zeros(d, dtype=torch.float64) for _ in range(2)]
-    self.alpha, self.la, self.eps = alpha, la, eps * torch.eye(d, dtype=torch.float64)
+    f64 = {"dtype": torch.float64, "device": TORCH_DEVICE}
+    self.r = [torch.eye(d, **f64) for _ in range(2)]
+    self.mu = [torch.zeros(d, **f64) for _ in range(2)]
+    self.alpha, self.la, self.eps = alpha, la, eps * torch.eye(d, **f64)
 
   def __call__(self, z1, z2):
     z1, z2 = torch.nn.functional.normalize(z1), torch.nn.functional.normalize(z2)
@@ -116,7 +120,7 @@ def torch_info_vicreg_logdet(z1, z2):
   def entropy(z):
     zc = z - z.mean(0)
     c = zc.T @ zc / (z.shape[0] - 1)
-    return 0.5 * torch.logdet(torch.eye(z.shape[1]) + c)
+    return 0.5 * torch.logdet(torch.eye(z.shape[1], device=z.device) + c)
   return torch.nn.functional.mse_loss(z1, z2) - (entropy(z1) + entropy(z2)) / 2
 
 
@@ -154,7 +158,10 @@ def median_seconds(fn, min_reps=3, min_seconds=1.0):
   return statistics.median(times)
 
 
-def matmul_gflops(n=2048):
+MATMUL_N = 4096 if TORCH_DEVICE == "cuda" else 2048
+
+
+def matmul_gflops(n=MATMUL_N):
   a = jnp.asarray(np.random.default_rng(0).normal(size=(n, n)), jnp.float32)
   mm = jax.jit(lambda x: x @ x)
   mm(a).block_until_ready()
@@ -172,12 +179,14 @@ def time_jax(loss, z_a, z_b):
 
 
 def time_torch(loss, z_a, z_b):
-  a = torch.from_numpy(np.asarray(z_a)).requires_grad_(True)
-  b = torch.from_numpy(np.asarray(z_b)).requires_grad_(True)
+  a = torch.from_numpy(np.asarray(z_a)).to(TORCH_DEVICE).requires_grad_(True)
+  b = torch.from_numpy(np.asarray(z_b)).to(TORCH_DEVICE).requires_grad_(True)
 
   def run():
     a.grad = b.grad = None
     loss(a, b).backward()
+    if TORCH_DEVICE == "cuda":
+      torch.cuda.synchronize()
   run()
   return median_seconds(run)
 
@@ -194,7 +203,8 @@ def cases(quick):
     state = losses.corinfomax_init(d)
     yield ("corinfomax", n, d, None, lambda a, b, s=state: losses.corinfomax(s, a, b)[0],
            TorchCorInfoMax(d))
-    w = 2 * d  # the official recipe: sub-batches of twice the embedding size
+    # Sub-batches of twice the embedding size as in the official recipe, where they divide N.
+    w = 2 * d if n % (2 * d) == 0 else n // 2
     key = jax.random.key(0)
     yield ("wmse", n, d, w, lambda a, b, w=w: losses.wmse(a, b, w_size=w, key=key)[0],
            lambda a, b, w=w: torch_wmse(a, b, w))
@@ -208,8 +218,9 @@ def main():
   args = parser.parse_args()
   torch.set_num_threads(max(1, torch.get_num_threads()))
   rate = matmul_gflops()
-  print(f"float32 matmul: {rate:.0f} GFLOP/s (JAX, 2048^3); torch threads "
-        f"{torch.get_num_threads()}; jax {jax.__version__}, torch {torch.__version__}")
+  print(f"float32 matmul: {rate:.0f} GFLOP/s (JAX, {MATMUL_N}^3) on {jax.devices()[0].device_kind};"
+        f" torch on {TORCH_DEVICE} ({torch.get_num_threads()} CPU threads); jax "
+        f"{jax.__version__}, torch {torch.__version__}")
   header = (f"{'loss':<13}{'N':>6}{'D':>6} {'jaxssl ms':>10} {'torch ms':>10} {'speed-up':>9}"
             f" {'floor ms':>9} {'x floor':>8} {'compile s':>10}")
   print(header)
@@ -231,14 +242,19 @@ def main():
     print(f"{name:<13}{n:>6}{d:>6} {row['jaxssl_ms']:>10.1f} {row['torch_ms']:>10.1f}"
           f" {row['speedup']:>8.1f}x {row['floor_ms']:>9.1f} {row['x_floor']:>7.2f}x"
           f" {compile_s:>10.2f}", flush=True)
-  out = pathlib.Path(args.out)
+    write_results(args.out, rate, rows)  # after every row: a long run keeps what it measured
+  print(f"wrote {args.out}")
+
+
+def write_results(path, rate, rows):
+  out = pathlib.Path(path)
   out.parent.mkdir(parents=True, exist_ok=True)
   out.write_text(json.dumps({
-      "machine": {"platform": platform.platform(), "cpus": jax.local_device_count(),
-                  "jax": jax.__version__, "torch": torch.__version__,
-                  "matmul_gflops": rate},
+      "machine": {"platform": platform.platform(), "device": jax.devices()[0].device_kind,
+                  "torch_device": TORCH_DEVICE, "jax": jax.__version__,
+                  "torch": torch.__version__, "matmul_gflops": rate,
+                  "matmul_precision": str(jax.config.jax_default_matmul_precision)},
       "rows": rows}, indent=2))
-  print(f"wrote {out}")
 
 
 if __name__ == "__main__":
