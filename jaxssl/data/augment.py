@@ -238,6 +238,9 @@ def _with_prob(key: Array, prob: float, fn, image: Array) -> Array:
 def augment(key: Array, image: Array, cfg: ViewAugment, *, crop: bool = True) -> Array:
   """One view of one ``(H, W, C)`` image in [0, 1]: crop, flip, jitter, grayscale, blur,
   solarise, normalise. ``crop=False`` when the host already cropped to ``out_size``."""
+  if len(cfg.mean) != image.shape[-1]:
+    raise ValueError(f"ViewAugment.mean has {len(cfg.mean)} entries for images with "
+                     f"{image.shape[-1]} channels.")
   keys = jax.random.split(key, 8)
   image = image.astype(jnp.float32)
   if crop:
@@ -253,9 +256,6 @@ def augment(key: Array, image: Array, cfg: ViewAugment, *, crop: bool = True) ->
   image = _with_prob(keys[6], cfg.blur_prob,
                      lambda x: gaussian_blur(x, sigma, cfg.kernel_size), image)
   image = _with_prob(keys[7], cfg.solarize_prob, solarize, image)
-  if len(cfg.mean) != image.shape[-1]:
-    raise ValueError(f"ViewAugment.mean has {len(cfg.mean)} entries for images with "
-                     f"{image.shape[-1]} channels.")
   return (image - jnp.asarray(cfg.mean)) / jnp.asarray(cfg.std)
 
 
