@@ -1,0 +1,135 @@
+"""The run-config schema: defaults every ``configs/*.py`` file starts from, the ``smoke``
+shrink, and validation that fails before training with the key that is wrong.
+
+A config file defines ``get_config(arg=None)``; ``arg`` is a comma-separated list of switches
+(``smoke`` shrinks the run to a few steps of a tiny model, for tests and a first try).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+
+import ml_collections
+from ml_collections import config_dict
+
+from jaxssl import methods
+from jaxssl.data import augment
+from jaxssl.models import model as models_lib
+from jaxssl.models import projector as projector_lib
+from jaxssl.train import optim
+
+FASHION_MNIST_STATS = ((0.2860,), (0.3530,))
+CIFAR10_STATS = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
+CIFAR100_STATS = ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762))
+IMAGENET_STATS = (augment.ViewAugment.mean, augment.ViewAugment.std)
+
+
+def view_config(view: augment.ViewAugment) -> ml_collections.ConfigDict:
+  fields = dataclasses.asdict(view)
+  fields["blur_kernel_size"] = config_dict.placeholder(int)
+  if view.blur_kernel_size is not None:
+    fields["blur_kernel_size"] = view.blur_kernel_size
+  return ml_collections.ConfigDict(fields)
+
+
+def vicreg_views(out_size: int, stats) -> ml_collections.ConfigDict:
+  """The official asymmetric VICReg pair at ``out_size`` with the dataset's mean and std."""
+  view_a, view_b = augment.vicreg_views(out_size, *stats)
+  return ml_collections.ConfigDict({"view_a": view_config(view_a),
+                                    "view_b": view_config(view_b)})
+
+
+def base_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  c.data = dict(name="fashion_mnist_idx", data_dir=config_dict.placeholder(str),
+                train_split="train", eval_split="test", in_memory=True, num_threads=2,
+                prefetch=4)
+  c.aug = vicreg_views(28, FASHION_MNIST_STATS)
+  c.model = dict(backbone="convnet", widths=(32, 64, 128), convs_per_stage=2, width=64,
+                 stem="cifar", projector="2048-2048-2048", projector_bn=True, dtype="float32")
+  c.method = dict(name="vicreg", kwargs={})
+  c.optim = dict(name="lars", lr=0.2, scale_lr_by_batch=True, weight_decay=1e-6, momentum=0.9,
+                 eta=0.001, warmup_epochs=10.0, end_lr_factor=0.0)
+  c.probe = dict(lr=1e-3)
+  c.train = dict(global_batch=256, epochs=100, steps=config_dict.placeholder(int),
+                 log_every=50, eval_every=1000, checkpoint_every=1000, keep_checkpoints=3,
+                 keep_period=config_dict.placeholder(int))
+  c.eval = dict(batch=1000, knn_k=200, knn_temperature=0.07, logistic_epochs=100,
+                logistic_lr=1e-3, logistic_batch=1024, logistic_weight_decay=1e-4,
+                ridge_lambdas=(1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0), val_fraction=0.1,
+                projector=False, random_baseline=True)
+  return c
+
+
+def apply_args(c: ml_collections.ConfigDict, arg: str | None) -> ml_collections.ConfigDict:
+  """Apply the ``get_config`` switches (``smoke``) and lock the config against new keys."""
+  switches = [a for a in (arg or "").split(",") if a]
+  for switch in switches:
+    if switch != "smoke":
+      raise ValueError(f"Unknown config switch {switch!r}; the switches are: smoke.")
+  if "smoke" in switches:
+    c.model.backbone, c.model.widths, c.model.convs_per_stage = "convnet", (8, 16), 1
+    c.model.projector = "64-64"
+    c.train.global_batch, c.train.steps, c.train.log_every = 64, 6, 2
+    c.train.eval_every = c.train.checkpoint_every = 3
+    c.optim.warmup_epochs = 0.0
+    c.eval.batch, c.eval.logistic_epochs = 256, 5
+  c.lock()
+  return c
+
+
+def _check(condition: bool, key: str, message: str) -> None:
+  if not condition:
+    raise ValueError(f"config.{key}: {message}")
+
+
+def validate(c: ml_collections.ConfigDict, *, num_devices: int) -> None:
+  """Fail before training, naming the key, on values that cannot work."""
+  try:
+    method = methods.get_method(c.method.name)
+  except ValueError as err:
+    raise ValueError(f"config.method.name: {err}") from None
+  try:
+    method.check_kwargs(dict(c.method.kwargs))
+  except ValueError as err:
+    raise ValueError(f"config.method.kwargs: {err}") from None
+  _check(c.model.backbone in models_lib.BACKBONES, "model.backbone",
+         f"must be one of {sorted(models_lib.BACKBONES)}; got {c.model.backbone!r}.")
+  _check(c.model.dtype in ("float32", "bfloat16"), "model.dtype",
+         f"must be 'float32' or 'bfloat16'; got {c.model.dtype!r}.")
+  try:
+    projector_lib.parse_widths(c.model.projector)
+  except ValueError as err:
+    raise ValueError(f"config.model.projector: {err}") from None
+  _check(c.optim.name in optim.OPTIMIZERS, "optim.name",
+         f"must be one of {optim.OPTIMIZERS}; got {c.optim.name!r}.")
+  for key in ("lr", "weight_decay", "warmup_epochs"):
+    _check(c.optim[key] >= 0, f"optim.{key}", f"must be >= 0; got {c.optim[key]}.")
+  batch = c.train.global_batch
+  _check(batch > 0 and batch % num_devices == 0, "train.global_batch",
+         f"must be a positive multiple of the device count ({num_devices}); got {batch}.")
+  _check(c.eval.batch > 0 and c.eval.batch % num_devices == 0, "eval.batch",
+         f"must be a positive multiple of the device count ({num_devices}); got "
+         f"{c.eval.batch}.")
+  _check(c.train.steps is not None or c.train.epochs > 0, "train.epochs",
+         f"must be > 0 (or set train.steps); got {c.train.epochs}.")
+  for key in ("log_every", "eval_every", "checkpoint_every", "keep_checkpoints"):
+    _check(c.train[key] > 0, f"train.{key}", f"must be > 0; got {c.train[key]}.")
+  for name in ("view_a", "view_b"):
+    fields = set(inspect.signature(augment.ViewAugment).parameters)
+    unknown = set(c.aug[name]) - fields
+    _check(not unknown, f"aug.{name}", f"unknown fields {sorted(unknown)}.")
+    try:
+      augment.ViewAugment(**c.aug[name])
+    except (TypeError, ValueError) as err:
+      raise ValueError(f"config.aug.{name}: {err}") from None
+
+
+def views(c: ml_collections.ConfigDict) -> tuple[augment.ViewAugment, augment.ViewAugment]:
+  def build(view):
+    fields = view.to_dict()
+    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
+    return augment.ViewAugment(**fields)
+  return build(c.aug.view_a), build(c.aug.view_b)

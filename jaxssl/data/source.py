@@ -1,0 +1,143 @@
+"""Random-access image-classification splits from TFDS (``array_record``, no TensorFlow).
+
+``open_split`` returns a source with ``len``, ``__getitem__`` and ``__getitems__`` that yields
+``{"image": uint8 (H, W, C), "label": int}`` records, plus the facts the rest of the stack
+needs (number of examples, image shape, number of classes). Any TFDS image-classification
+dataset prepared in ``array_record`` format works by name; ``fashion_mnist_idx`` (the embedded
+default) is prepared on first use from the local idx files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+from jaxssl.data import fashion_mnist
+
+Record = dict[str, Any]
+
+HOW_TO_PREPARE = (
+    "Prepare it once in array_record format (needs TensorFlow for the encoding only):\n"
+    "    pip install tensorflow tensorflow-datasets\n"
+    "    tfds build {name} --file_format=array_record --data_dir={data_dir}\n"
+    "(imagenet2012 also needs the ImageNet tar files in the manual dir; see the TFDS catalog). "
+    "Then point the config's data.data_dir (or $TFDS_DATA_DIR) at that directory.")
+
+
+class DatasetError(ValueError):
+  """A dataset that cannot be opened as asked; the message says how to fix it."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitInfo:
+  """What a split holds: ``image_shape`` has ``None`` for variable height or width."""
+  name: str
+  split: str
+  num_examples: int
+  image_shape: tuple[int | None, int | None, int]
+  num_classes: int
+
+  @property
+  def fixed_size(self) -> bool:
+    return None not in self.image_shape[:2]
+
+
+class ArraySource:
+  """A whole split held in memory as two NumPy arrays (for small datasets: no per-record
+  decoding after the first read)."""
+
+  def __init__(self, images: np.ndarray, labels: np.ndarray):
+    if len(images) != len(labels):
+      raise ValueError(f"{len(images)} images but {len(labels)} labels.")
+    self.images, self.labels = images, labels
+
+  def __len__(self) -> int:
+    return len(self.images)
+
+  def __getitem__(self, index: int) -> Record:
+    return {"image": self.images[index], "label": self.labels[index]}
+
+  def __getitems__(self, indices: Sequence[int]) -> list[Record]:
+    return [self[i] for i in indices]
+
+
+def _fashion_mnist(split: str, data_dir: str | None):
+  builder = fashion_mnist.FashionMnistIdx(data_dir=data_dir, file_format="array_record")
+  if not builder.is_prepared():
+    try:
+      builder.download_and_prepare()
+    except fashion_mnist.MissingSourceFiles as err:
+      raise DatasetError(str(err)) from err
+  try:
+    return builder.as_data_source(split), builder.info
+  except (KeyError, ValueError) as err:
+    raise DatasetError(f"Dataset {fashion_mnist.NAME!r} has no split {split!r}; it has "
+                       f"{sorted(builder.info.splits)} (TFDS slicing like 'train[:90%]' works "
+                       "too).") from err
+
+
+def _tfds(name: str, split: str, data_dir: str | None):
+  try:
+    data = tfds.data_source(name, split=split, data_dir=data_dir, download=False)
+  except tfds.core.registered.DatasetNotFoundError as err:
+    raise DatasetError(
+        f"Unknown TFDS dataset {name!r} (config key data.name). Use a name from the TFDS "
+        f"catalog (cifar10, cifar100, imagenet2012, ...) or {fashion_mnist.NAME!r} for the "
+        f"embedded Fashion-MNIST.") from err
+  except (AssertionError, FileNotFoundError, NotImplementedError) as err:
+    root = data_dir or tfds.core.constants.DATA_DIR
+    raise DatasetError(f"TFDS dataset {name!r} is not prepared in array_record format under "
+                       f"{root} ({type(err).__name__}).\n"
+                       + HOW_TO_PREPARE.format(name=name, data_dir=root)) from err
+  except (KeyError, ValueError) as err:
+    raise DatasetError(f"Dataset {name!r} has no split {split!r} ({err}). TFDS slicing like "
+                       "'train[:90%]' works too.") from err
+  return data, data.dataset_info
+
+
+def _split_info(info: tfds.core.DatasetInfo, name: str, split: str,
+                num_examples: int) -> SplitInfo:
+  features = info.features
+  if "image" not in features or "label" not in features:
+    raise DatasetError(f"Dataset {name!r} has features {list(features)}; jaxssl needs an image "
+                       "classification dataset with 'image' and 'label' features.")
+  shape = tuple(features["image"].shape)
+  if len(shape) != 3 or shape[-1] not in (1, 3):
+    raise DatasetError(f"Dataset {name!r} has images of shape {shape}; jaxssl needs (height, "
+                       "width, channels) with 1 or 3 channels.")
+  if num_examples == 0:
+    raise DatasetError(f"Split {split!r} of dataset {name!r} is empty.")
+  return SplitInfo(name, split, num_examples, shape, features["label"].num_classes)
+
+
+def open_split(name: str, split: str, *, data_dir: str | None = None,
+               in_memory: bool = False) -> tuple[Any, SplitInfo]:
+  """A random-access source of one split and its ``SplitInfo``.
+
+  ``in_memory`` reads the whole split once into NumPy arrays (fixed-size images only): the
+  right choice for Fashion-MNIST and CIFAR, whose train splits are 47-150 MB.
+  """
+  if name == fashion_mnist.NAME:
+    data, info = _fashion_mnist(split, data_dir)
+  else:
+    data, info = _tfds(name, split, data_dir)
+  split_info = _split_info(info, name, split, len(data))
+  if in_memory:
+    if not split_info.fixed_size:
+      raise DatasetError(f"data.in_memory needs images of one size; {name!r} has "
+                         f"{split_info.image_shape}. Set data.in_memory=False.")
+    data = _read_all(data)
+  return data, split_info
+
+
+def _read_all(source, chunk: int = 4096) -> ArraySource:
+  images, labels = [], []
+  for start in range(0, len(source), chunk):
+    records = [source[i] for i in range(start, min(start + chunk, len(source)))]
+    images.append(np.stack([r["image"] for r in records]))
+    labels.append(np.asarray([r["label"] for r in records], np.int32))
+  return ArraySource(np.concatenate(images), np.concatenate(labels))

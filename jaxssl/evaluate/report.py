@@ -1,0 +1,85 @@
+"""The evaluation report of a run: ``eval.json``, ``report.md`` and PNG plots."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+import numpy as np
+
+PROTOCOLS = ("logistic", "ridge", "knn")
+
+
+def table(results: dict[str, dict[str, float]]) -> str:
+  """A Markdown table: one row per encoder, test accuracy per protocol, RankMe."""
+  lines = ["| encoder | linear probe (logistic) | linear probe (ridge) | k-NN | RankMe |",
+           "|---|---|---|---|---|"]
+  for name, r in results.items():
+    lines.append(f"| {name} | {100 * r['logistic']:.2f}% | {100 * r['ridge']:.2f}% | "
+                 f"{100 * r['knn']:.2f}% | {r['rankme']:.1f} / {r['dim']} |")
+  return "\n".join(lines)
+
+
+def _read_metrics(workdir: pathlib.Path) -> list[dict]:
+  path = workdir / "metrics.jsonl"
+  if not path.is_file():
+    return []
+  return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def plot_spectra(spectra: dict[str, np.ndarray], path: pathlib.Path) -> None:
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  fig, ax = plt.subplots(figsize=(6, 4))
+  for name, eig in spectra.items():
+    eig = np.maximum(eig / eig.max(), 1e-12)
+    ax.semilogy(np.arange(1, len(eig) + 1), eig, label=name)
+  ax.set_xlabel("index")
+  ax.set_ylabel("covariance eigenvalue / largest")
+  ax.set_title("Embedding covariance spectrum (test split)")
+  ax.legend()
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+
+
+def plot_curves(metrics: list[dict], path: pathlib.Path) -> bool:
+  if not metrics:
+    return False
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  steps = [m["step"] for m in metrics]
+  fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+  ax_loss.plot(steps, [m["loss"] for m in metrics])
+  ax_loss.set_xlabel("step")
+  ax_loss.set_ylabel("loss")
+  ax_acc.plot(steps, [m["head_accuracy"] for m in metrics], label="online probe (train)")
+  val = [(m["step"], m["val_head_accuracy"]) for m in metrics if "val_head_accuracy" in m]
+  if val:
+    ax_acc.plot(*zip(*val), "o-", label="online probe (eval split)")
+  ax_acc.set_xlabel("step")
+  ax_acc.set_ylabel("accuracy")
+  ax_acc.legend()
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+  return True
+
+
+def write(out_dir: pathlib.Path, workdir: pathlib.Path, summary: dict,
+          spectra: dict[str, np.ndarray]) -> None:
+  out_dir.mkdir(parents=True, exist_ok=True)
+  (out_dir / "eval.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
+  plot_spectra(spectra, out_dir / "spectrum.png")
+  curves = plot_curves(_read_metrics(workdir), out_dir / "curves.png")
+  results = summary["results"]
+  lines = [f"# Evaluation of {workdir} (step {summary['step']})", "",
+           f"Dataset {summary['dataset']}: train split {summary['train_examples']} examples, "
+           f"test split {summary['test_examples']} examples; features of the frozen "
+           f"{'projector' if summary['projector'] else 'backbone'}.", "", table(results), "",
+           "![covariance spectrum](spectrum.png)"]
+  if curves:
+    lines += ["", "![training curves](curves.png)"]
+  (out_dir / "report.md").write_text("\n".join(lines) + "\n")

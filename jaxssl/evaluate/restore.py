@@ -1,0 +1,88 @@
+"""Restore a run's encoder from its Orbax checkpoint onto whatever devices the caller has."""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxssl import config as config_lib
+from jaxssl import distributed
+from jaxssl.data import loader
+from jaxssl.train import checkpoint
+from jaxssl.train import loop
+
+
+@dataclasses.dataclass
+class Encoder:
+  """A pretrained (or freshly initialised) backbone, ready to embed image batches.
+
+  ``embed`` takes uint8 images ``(B, H, W, C)`` (or floats in [0, 1]) and returns the backbone
+  features (or the projector's output with ``projector=True``).
+  """
+  run: loop.Run
+  variables: dict
+  step: int
+
+  def __post_init__(self):
+    view = self.run.views[0]
+    self._mean, self._std = jnp.asarray(view.mean), jnp.asarray(view.std)
+    model = self.run.model
+
+    def embed(variables, images, projector):
+      x = images.astype(jnp.float32)
+      x = jnp.where(images.dtype == jnp.uint8, x / 255.0, x)
+      x = (x - self._mean) / self._std
+      return model.apply(variables, x, projector=projector, method=model.embed)
+    self._embed = jax.jit(embed, static_argnames="projector")
+
+  @property
+  def config(self):
+    return self.run.config
+
+  def embed(self, images, *, projector: bool = False) -> jax.Array:
+    return self._embed(self.variables, images, projector)
+
+  def features(self, source, *, batch: int, projector: bool = False
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Features and labels of every example of ``source`` (in order), computed in batches
+    sharded over the mesh."""
+    feats, labels = [], []
+    for local in loader.eval_batches(source, global_batch=batch):
+      arrays = loader.to_global(local, self.run.mesh)
+      out = np.asarray(self.embed(arrays["image"], projector=projector))
+      mask = local["mask"]
+      feats.append(out[mask])
+      labels.append(local["label"][mask])
+    return np.concatenate(feats), np.concatenate(labels)
+
+
+def _variables(state) -> dict:
+  return {"params": state.params, "batch_stats": state.batch_stats}
+
+
+def load_encoder(workdir: str | pathlib.Path, step: int | None = None,
+                 devices=None) -> Encoder:
+  """The encoder of the run in ``workdir`` at ``step`` (default: the latest checkpoint),
+  restored onto ``devices`` (default: all of the caller's, whatever their count or topology
+  in training) from the config saved with the run."""
+  config = checkpoint.read_config(workdir)
+  run = loop.Run(config, workdir, devices)
+  mngr = checkpoint.manager(workdir, read_only=True)
+  try:
+    state = checkpoint.restore(mngr, run.abstract_state(), step=step)
+  finally:
+    mngr.close()
+  return Encoder(run, _variables(state), int(state.step))
+
+
+def random_encoder(config, devices=None) -> Encoder:
+  """The run's architecture freshly initialised (with the run's seed): the baseline that shows
+  what pretraining added. ``config``: a run config or a workdir."""
+  if isinstance(config, (str, pathlib.Path)):
+    config = checkpoint.read_config(config)
+  run = loop.Run(config, "", devices)
+  return Encoder(run, _variables(run.init_state()), 0)

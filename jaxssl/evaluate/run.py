@@ -1,0 +1,61 @@
+"""Evaluate a run: features of the train and test splits, probes, k-NN, RankMe, report."""
+
+from __future__ import annotations
+
+import pathlib
+import time
+
+import numpy as np
+
+from jaxssl.evaluate import diagnostics, probes, report
+from jaxssl.evaluate.restore import Encoder, load_encoder, random_encoder
+
+
+def evaluate_encoder(encoder: Encoder) -> tuple[dict[str, float], np.ndarray]:
+  """Every protocol on one encoder's frozen features; also its test covariance spectrum."""
+  c = encoder.config
+  run = encoder.run
+  projector = bool(c.eval.projector)
+  train_x, train_y = encoder.features(run.train_source, batch=c.eval.batch, projector=projector)
+  test_x, test_y = encoder.features(run.eval_source, batch=c.eval.batch, projector=projector)
+  classes = run.train_info.num_classes
+  logistic = probes.logistic_probe(
+      train_x, train_y, test_x, num_classes=classes, epochs=c.eval.logistic_epochs,
+      lr=c.eval.logistic_lr, batch=c.eval.logistic_batch,
+      weight_decay=c.eval.logistic_weight_decay, seed=c.seed)
+  ridge, lam = probes.ridge_probe(train_x, train_y, test_x, num_classes=classes,
+                                  lambdas=tuple(c.eval.ridge_lambdas),
+                                  val_fraction=c.eval.val_fraction, seed=c.seed)
+  k = min(c.eval.knn_k, len(train_x))
+  knn = probes.knn_predict(train_x, train_y, test_x, num_classes=classes, k=k,
+                           temperature=c.eval.knn_temperature)
+  result = {"logistic": probes.accuracy(logistic, test_y),
+            "ridge": probes.accuracy(ridge, test_y), "ridge_lambda": lam,
+            "knn": probes.accuracy(knn, test_y), "rankme": diagnostics.rankme(test_x),
+            "dim": int(test_x.shape[1])}
+  return result, diagnostics.covariance_spectrum(test_x)
+
+
+def evaluate(workdir: str | pathlib.Path, *, step: int | None = None,
+             out_dir: str | pathlib.Path | None = None, random_baseline: bool | None = None
+             ) -> dict:
+  """Evaluate the checkpoint at ``step`` (default: latest) of the run in ``workdir``; with
+  the random-encoder baseline unless ``random_baseline=False`` (default: the config's
+  ``eval.random_baseline``). Writes ``eval.json``, ``report.md`` and plots to ``out_dir``
+  (default ``workdir/eval``) and returns the summary."""
+  workdir = pathlib.Path(workdir)
+  start = time.perf_counter()
+  encoder = load_encoder(workdir, step)
+  c = encoder.config
+  results, spectra = {}, {}
+  results["pretrained"], spectra["pretrained"] = evaluate_encoder(encoder)
+  if c.eval.random_baseline if random_baseline is None else random_baseline:
+    results["random init"], spectra["random init"] = evaluate_encoder(random_encoder(c))
+  summary = {"workdir": str(workdir), "step": encoder.step, "dataset": c.data.name,
+             "train_examples": encoder.run.train_info.num_examples,
+             "test_examples": encoder.run.eval_info.num_examples,
+             "projector": bool(c.eval.projector), "results": results,
+             "seconds": time.perf_counter() - start}
+  report.write(pathlib.Path(out_dir) if out_dir else workdir / "eval", workdir, summary,
+               spectra)
+  return summary

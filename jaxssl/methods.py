@@ -1,0 +1,95 @@
+"""The method registry: how the two views' embeddings become a loss (and a method state).
+
+A method is a loss over the projector outputs of the two views, with its coefficients taken
+from the config section ``method.kwargs`` (defaults: the loss function's, i.e. the official
+ones). Adding a method is one entry in ``METHODS``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import jax
+
+from jaxssl import losses
+
+Array = jax.Array
+# (z_a, z_b, state, key, **kwargs) -> (loss, aux, new_state)
+LossFn = Callable[..., tuple[Array, dict[str, Array], Any]]
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+  """``loss`` maps the two views' embeddings to ``(loss, aux, state)``; ``init_state`` builds
+  the method state from the embedding width; ``supervised`` methods also train the model's
+  classification head (and through it the backbone) with the labels."""
+  name: str
+  loss: LossFn
+  takes: Callable[..., Any]  # the losses function whose keyword arguments kwargs may set
+  init_state: Callable[[int], Any] | None = None
+  supervised: bool = False
+
+  def check_kwargs(self, kwargs: dict[str, Any]) -> None:
+    allowed = {name for name, p in inspect.signature(self.takes).parameters.items()
+               if p.kind == p.KEYWORD_ONLY and name not in ("axis_name", "key", "estimator")}
+    unknown = set(kwargs) - allowed
+    if unknown:
+      raise ValueError(f"method.kwargs has {sorted(unknown)}, which method {self.name!r} does "
+                       f"not take; it takes {sorted(allowed)}.")
+
+
+def _stateless(fn):
+  def loss(z_a, z_b, state, key, **kwargs):
+    del key
+    value, aux = fn(z_a, z_b, **kwargs)
+    return value, aux, state
+  return loss
+
+
+def _wmse(z_a, z_b, state, key, **kwargs):
+  value, aux = losses.wmse(z_a, z_b, key=key, **kwargs)
+  return value, aux, state
+
+
+def _corinfomax(z_a, z_b, state, key, **kwargs):
+  del key
+  value, (state, aux) = losses.corinfomax(state, z_a, z_b, **kwargs)
+  return value, aux, state
+
+
+def _vcreg(z_a, z_b, state, key, **kwargs):
+  """VCReg on each view (no invariance term): the regulariser of supervised pretraining."""
+  del key
+  loss_a, aux_a = losses.vcreg(z_a, **kwargs)
+  loss_b, aux_b = losses.vcreg(z_b, **kwargs)
+  aux = jax.tree.map(lambda a, b: (a + b) / 2, aux_a, aux_b)
+  return (loss_a + loss_b) / 2, aux, state
+
+
+METHODS: dict[str, Method] = {
+    "vicreg": Method("vicreg", _stateless(losses.vicreg), losses.vicreg),
+    "vcreg": Method("vcreg", _vcreg, losses.vcreg, supervised=True),
+    "barlow_twins": Method("barlow_twins", _stateless(losses.barlow_twins),
+                           losses.barlow_twins),
+    "wmse": Method("wmse", _wmse, losses.wmse),
+    "corinfomax": Method("corinfomax", _corinfomax, losses.corinfomax,
+                         init_state=losses.corinfomax_init),
+    "info_vicreg_logdet": Method(
+        "info_vicreg_logdet",
+        _stateless(functools.partial(losses.info_vicreg, estimator="logdet")),
+        losses.info_vicreg),
+    "info_vicreg_pairdist": Method(
+        "info_vicreg_pairdist",
+        _stateless(functools.partial(losses.info_vicreg, estimator="pairdist")),
+        losses.info_vicreg),
+}
+
+
+def get_method(name: str) -> Method:
+  if name not in METHODS:
+    raise ValueError(f"method.name must be one of {sorted(METHODS)}; got {name!r}.")
+  return METHODS[name]

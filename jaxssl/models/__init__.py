@@ -1,0 +1,6 @@
+"""Flax modules: backbones (ResNet, a small CNN), the projector MLP, and the SSL model."""
+
+from jaxssl.models.model import SSLModel, build_backbone, model_from_config
+from jaxssl.models.projector import Projector
+
+__all__ = ["SSLModel", "Projector", "build_backbone", "model_from_config"]

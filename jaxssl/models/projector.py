@@ -1,0 +1,42 @@
+"""The projector MLP of VICReg / Barlow Twins / CorInfoMax, given as a string of widths."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+
+def parse_widths(spec: str) -> tuple[int, ...]:
+  """``"8192-8192-8192"`` -> ``(8192, 8192, 8192)``, with a clear error on anything else."""
+  try:
+    widths = tuple(int(w) for w in spec.split("-"))
+  except (AttributeError, ValueError):
+    widths = ()
+  if not widths or min(widths) <= 0:
+    raise ValueError(f"model.projector must be positive widths joined by '-', like "
+                     f"'8192-8192-8192'; got {spec!r}.")
+  return widths
+
+
+class Projector(nn.Module):
+  """(Linear, BatchNorm, ReLU) for every width but the last, then a Linear without bias.
+
+  ``batch_norm=False`` gives CorInfoMax's CIFAR projector (Linear-ReLU blocks).
+  """
+  spec: str
+  batch_norm: bool = True
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, *, train: bool):
+    widths = parse_widths(self.spec)
+    x = x.astype(self.dtype)
+    for width in widths[:-1]:
+      x = nn.Dense(width, use_bias=not self.batch_norm, dtype=self.dtype)(x)
+      if self.batch_norm:
+        x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
+                         dtype=self.dtype)(x)
+      x = nn.relu(x)
+    return nn.Dense(widths[-1], use_bias=False, dtype=self.dtype)(x).astype(jnp.float32)

@@ -1,0 +1,1 @@
+"""Training: state, optimisers, the jitted step, the loop and checkpoints."""

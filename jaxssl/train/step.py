@@ -1,0 +1,89 @@
+"""The train step: two augmented views on the device, the method's loss over the global
+batch, the online linear probe, one optimiser update. Compiled once with ``jax.jit`` over a
+``Mesh``: state replicated, batch sharded on the data axis, the state's buffers donated."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from jaxssl.data import augment
+from jaxssl.train.state import TrainState
+
+Metrics = dict[str, jax.Array]
+
+
+def images_to_float(images: jax.Array) -> jax.Array:
+  """uint8 images -> float32 in [0, 1]."""
+  return images.astype(jnp.float32) / 255.0
+
+
+def head_metrics(logits: jax.Array, labels: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Mean cross-entropy and accuracy of the linear head."""
+  loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+  return loss, jnp.mean(jnp.argmax(logits, -1) == labels)
+
+
+def make_train_step(model, method, method_kwargs: dict[str, Any],
+                    tx: optax.GradientTransformation, views: tuple[augment.ViewAugment, ...], *,
+                    seed: int, schedule: Callable[[jax.Array], jax.Array]):
+  """``train_step(state, batch) -> (state, metrics)``, not yet jitted.
+
+  ``batch``: ``{"image": uint8 (B, H, W, C), "label": int32 (B,)}``. The two views go through
+  the model separately, as in the official code (BatchNorm statistics per view).
+  """
+  base_key = jax.random.key(seed)
+  view_a, view_b = views
+
+  def loss_fn(params, state: TrainState, x_a, x_b, labels, key):
+    variables = {"params": params, "batch_stats": state.batch_stats}
+    out_a, updates = model.apply(variables, x_a, train=True, mutable=["batch_stats"])
+    out_b, updates = model.apply({"params": params, **updates}, x_b, train=True,
+                                 mutable=["batch_stats"])
+    loss, aux, method_state = method.loss(out_a["embeddings"], out_b["embeddings"],
+                                          state.method_state, key, **method_kwargs)
+    head_loss, head_acc = head_metrics(
+        jnp.concatenate([out_a["logits"], out_b["logits"]]), jnp.concatenate([labels, labels]))
+    metrics = {"loss": loss, **aux, "head_loss": head_loss, "head_accuracy": head_acc}
+    # Self-supervised methods: the head sees stop_gradient(features), so adding its loss
+    # trains the head alone; supervised methods (VCReg) train the backbone through it.
+    return loss + head_loss, (metrics, updates["batch_stats"], method_state)
+
+  def train_step(state: TrainState, batch: dict[str, jax.Array]) -> tuple[TrainState, Metrics]:
+    key_aug, key_loss = jax.random.split(jax.random.fold_in(base_key, state.step))
+    x_a, x_b = augment.two_views(key_aug, images_to_float(batch["image"]), view_a, view_b)
+    grads, (metrics, batch_stats, method_state) = jax.grad(loss_fn, has_aux=True)(
+        state.params, state, x_a, x_b, batch["label"], key_loss)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics["grad_norm"] = optax.tree.norm(grads)
+    metrics["lr"] = schedule(state.step)
+    new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
+                              opt_state=opt_state, method_state=method_state)
+    return new_state, metrics
+
+  return train_step
+
+
+def jit_train_step(train_step, state: TrainState, mesh: jax.sharding.Mesh, axis: str = "data"):
+  """``jax.jit`` with the state replicated (and donated) and the batch sharded on ``axis``."""
+  replicated = NamedSharding(mesh, P())
+  state_shardings = jax.tree.map(lambda _: replicated, state)
+  return jax.jit(train_step, in_shardings=(state_shardings, NamedSharding(mesh, P(axis))),
+                 out_shardings=(state_shardings, replicated), donate_argnums=0)
+
+
+def make_eval_step(model):
+  """``eval_step(state, batch) -> (correct, count)`` of the head over the masked batch."""
+  def eval_step(state: TrainState, batch: dict[str, jax.Array], mean, std):
+    x = (images_to_float(batch["image"]) - mean) / std
+    out = model.apply({"params": state.params, "batch_stats": state.batch_stats}, x,
+                      train=False)
+    correct = (jnp.argmax(out["logits"], -1) == batch["label"]) & batch["mask"]
+    return jnp.sum(correct), jnp.sum(batch["mask"])
+  return eval_step

@@ -1,0 +1,84 @@
+"""Opening TFDS splits: the Fashion-MNIST idx builder, mock data, and the errors."""
+
+import os
+import types
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from jaxssl.data import fashion_mnist, source
+from tests.conftest import write_idx
+
+
+def test_read_idx_round_trip_and_errors(tmp_path):
+  array = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
+  write_idx(tmp_path / "a.gz", array)
+  np.testing.assert_array_equal(fashion_mnist.read_idx(tmp_path / "a.gz"), array)
+  (tmp_path / "bad").write_bytes(b"\x01\x02\x08\x01\x00\x00\x00\x01\x00")
+  with pytest.raises(ValueError, match="bad magic"):
+    fashion_mnist.read_idx(tmp_path / "bad")
+  (tmp_path / "short").write_bytes(bytes([0, 0, 8, 1, 0, 0, 0, 5, 1, 2]))
+  with pytest.raises(ValueError, match="truncated"):
+    fashion_mnist.read_idx(tmp_path / "short")
+
+
+def test_builder_prepares_the_idx_files(fmnist_data_dir):
+  train, info = source.open_split("fashion_mnist_idx", "train", data_dir=fmnist_data_dir,
+                                  in_memory=True)
+  assert info == source.SplitInfo("fashion_mnist_idx", "train", 512, (28, 28, 1), 10)
+  assert train.images.shape == (512, 28, 28, 1) and train.images.dtype == np.uint8
+  test, test_info = source.open_split("fashion_mnist_idx", "test", data_dir=fmnist_data_dir)
+  assert test_info.num_examples == len(test) == 128
+  record = test[0]
+  assert record["image"].shape == (28, 28, 1) and 0 <= record["label"] < 10
+  # The records are the idx files' (reordered by TFDS): the class bar is where it should be.
+  k = int(record["label"])
+  assert record["image"][3 + 2 * k, 10, 0] >= 160
+
+
+@pytest.mark.skipif(not os.path.isdir(fashion_mnist.DEBIAN_DIR),
+                    reason="needs the Debian package dataset-fashion-mnist (CI installs it)")
+def test_real_fashion_mnist(tmp_path, monkeypatch):
+  monkeypatch.delenv(fashion_mnist.ENV_DIR, raising=False)
+  train, info = source.open_split("fashion_mnist_idx", "train", data_dir=str(tmp_path))
+  assert (info.num_examples, info.image_shape, info.num_classes) == (60000, (28, 28, 1), 10)
+  _, test_info = source.open_split("fashion_mnist_idx", "test", data_dir=str(tmp_path))
+  assert test_info.num_examples == 10000
+  labels = np.bincount([train[i]["label"] for i in range(2000)], minlength=10)
+  assert labels.min() > 100  # every class present, shuffled on write
+
+
+def test_missing_files_say_how_to_get_them(tmp_path, monkeypatch):
+  monkeypatch.setattr(fashion_mnist, "DEBIAN_DIR", str(tmp_path / "nothing"))
+  monkeypatch.setattr(fashion_mnist, "URL", "http://127.0.0.1:9/")
+  monkeypatch.delenv(fashion_mnist.ENV_DIR, raising=False)
+  with pytest.raises(source.DatasetError, match="apt-get install dataset-fashion-mnist"):
+    source.open_split("fashion_mnist_idx", "train", data_dir=str(tmp_path / "tfds"))
+
+
+def test_unknown_dataset_and_split(fmnist_data_dir):
+  with pytest.raises(source.DatasetError, match="Unknown TFDS dataset 'no_such_set'"):
+    source.open_split("no_such_set", "train")
+  with pytest.raises(source.DatasetError, match=r"no split 'validation'.*\['test', 'train'\]"):
+    source.open_split("fashion_mnist_idx", "validation", data_dir=fmnist_data_dir)
+
+
+def test_unprepared_dataset_says_how_to_prepare(tmp_path):
+  with pytest.raises(source.DatasetError, match="tfds build cifar10 --file_format=array_record"):
+    source.open_split("cifar10", "train", data_dir=str(tmp_path))
+
+
+def test_mock_data():
+  with tfds.testing.mock_data(num_examples=24):
+    data, info = source.open_split("cifar10", "train", in_memory=True)
+  assert info.image_shape == (32, 32, 3) and info.num_classes == 10
+  assert data.images.shape == (24, 32, 32, 3) and data.labels.shape == (24,)
+
+
+def test_wrong_image_shape():
+  features = tfds.features.FeaturesDict({
+      "image": tfds.features.Tensor(shape=(28, 28), dtype=np.uint8),
+      "label": tfds.features.ClassLabel(num_classes=3)})
+  with pytest.raises(source.DatasetError, match=r"images of shape \(28, 28\)"):
+    source._split_info(types.SimpleNamespace(features=features), "x", "train", 10)

@@ -1,0 +1,65 @@
+"""Probes and diagnostics against known answers and NumPy references."""
+
+import numpy as np
+import pytest
+
+from jaxssl.evaluate import diagnostics, probes
+
+
+def separable(n=600, dim=16, classes=4, seed=0):
+  rng = np.random.default_rng(seed)
+  centres = rng.normal(size=(classes, dim)) * 6
+  y = rng.integers(0, classes, n)
+  return (centres[y] + rng.normal(size=(n, dim))).astype(np.float32), y
+
+
+def test_linear_probes_solve_separable_data():
+  x, y = separable(n=1000)
+  x, y, xt, yt = x[:600], y[:600], x[600:], y[600:]
+  pred = probes.logistic_probe(x, y, xt, num_classes=4, epochs=30, lr=1e-2, batch=128)
+  assert probes.accuracy(pred, yt) > 0.99
+  pred, lam = probes.ridge_probe(x, y, xt, num_classes=4)
+  assert probes.accuracy(pred, yt) > 0.99 and lam > 0
+
+
+def knn_reference(train_x, train_y, test_x, k, t, classes):
+  bank = train_x / np.linalg.norm(train_x, axis=1, keepdims=True)
+  q = test_x / np.linalg.norm(test_x, axis=1, keepdims=True)
+  out = []
+  for row in q @ bank.T:
+    top = np.argsort(-row)[:k]
+    votes = np.zeros(classes)
+    for i in top:
+      votes[train_y[i]] += np.exp(row[i] / t)
+    out.append(np.argmax(votes))
+  return np.array(out)
+
+
+@pytest.mark.parametrize("k", [1, 5, 50])
+def test_knn_matches_brute_force(k):
+  rng = np.random.default_rng(k)
+  train_x, train_y = rng.normal(size=(300, 8)), rng.integers(0, 5, 300)
+  test_x = rng.normal(size=(70, 8))
+  got = probes.knn_predict(train_x, train_y, test_x, num_classes=5, k=k, temperature=0.07,
+                           chunk=32)
+  np.testing.assert_array_equal(got, knn_reference(train_x, train_y, test_x, k, 0.07, 5))
+
+
+def test_rankme_against_numpy():
+  rng = np.random.default_rng(0)
+  z = rng.normal(size=(200, 10)) @ np.diag([1, 1, 1, 1e-3, 1e-3, 0, 0, 0, 0, 0])
+  s = np.linalg.svd(z, compute_uv=False)
+  p = s / s.sum() + 1e-7
+  assert diagnostics.rankme(z) == pytest.approx(np.exp(-(p * np.log(p)).sum()), rel=1e-9)
+  assert 2.9 < diagnostics.rankme(z) < 3.1
+  spectrum = diagnostics.covariance_spectrum(z)
+  np.testing.assert_allclose(spectrum, np.sort(np.linalg.eigvalsh(np.cov(z.T)))[::-1],
+                             atol=1e-10)
+
+
+def test_probe_inputs_are_checked():
+  with pytest.raises(ValueError, match="NaN or inf"):
+    probes.ridge_probe(np.full((4, 2), np.nan), np.zeros(4, int), np.zeros((1, 2)),
+                       num_classes=2)
+  with pytest.raises(ValueError, match="k must be"):
+    probes.knn_predict(np.ones((4, 2)), np.zeros(4, int), np.ones((1, 2)), num_classes=2, k=9)

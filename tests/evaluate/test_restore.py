@@ -1,0 +1,61 @@
+"""Train a tiny run, restore it on other device counts, evaluate it end to end."""
+
+import json
+import shutil
+
+import jax
+import numpy as np
+import pytest
+
+from jaxssl import evaluate
+from jaxssl.train import checkpoint, loop
+from tests.conftest import smoke_config
+
+
+@pytest.fixture(scope="module")
+def tiny_run(fmnist_data_dir, tmp_path_factory):
+  workdir = tmp_path_factory.mktemp("run")
+  loop.train(smoke_config(fmnist_data_dir), workdir)
+  return workdir
+
+
+def test_run_writes_checkpoints_config_and_metrics(tiny_run):
+  assert sorted(int(p.name) for p in (tiny_run / "checkpoints").iterdir()) == [3, 6]
+  config = checkpoint.read_config(tiny_run)
+  assert config.model.widths == (8, 16) and config.train.steps == 6
+  lines = (tiny_run / "metrics.jsonl").read_text().splitlines()
+  assert [json.loads(l)["step"] for l in lines] == [2, 4, 6]
+  assert any(p.name.startswith("events") for p in (tiny_run / "tensorboard").iterdir())
+
+
+def test_restore_on_one_and_eight_devices_embeds_alike(tiny_run):
+  images = np.random.default_rng(0).integers(0, 255, (16, 28, 28, 1), dtype=np.uint8)
+  one = evaluate.load_encoder(tiny_run, devices=jax.devices()[:1])
+  eight = evaluate.load_encoder(tiny_run, devices=jax.devices())
+  assert one.step == eight.step == 6
+  np.testing.assert_allclose(one.embed(images), eight.embed(images), rtol=1e-5, atol=1e-6)
+  earlier = evaluate.load_encoder(tiny_run, step=3, devices=jax.devices()[:1])
+  assert not np.allclose(earlier.embed(images), one.embed(images))
+
+
+def test_evaluate_writes_the_report(tiny_run, tmp_path):
+  summary = evaluate.evaluate(tiny_run, out_dir=tmp_path)
+  assert set(summary["results"]) == {"pretrained", "random init"}
+  for result in summary["results"].values():
+    assert 0.0 <= result["logistic"] <= 1.0 and 1.0 <= result["rankme"] <= result["dim"]
+  for name in ("eval.json", "report.md", "spectrum.png", "curves.png"):
+    assert (tmp_path / name).stat().st_size > 0
+  assert "| pretrained |" in (tmp_path / "report.md").read_text()
+
+
+def test_missing_and_corrupt_checkpoints_are_reported(tiny_run, tmp_path):
+  with pytest.raises(checkpoint.CheckpointError, match="not a jaxssl run directory"):
+    evaluate.load_encoder(tmp_path)
+  shutil.copytree(tiny_run, tmp_path / "run")
+  with pytest.raises(checkpoint.CheckpointError, match="No checkpoint for step 5"):
+    evaluate.load_encoder(tmp_path / "run", step=5)
+  for f in (tmp_path / "run" / "checkpoints" / "6" / "state").rglob("*"):
+    if f.is_file() and "manifest" in f.name:
+      f.write_bytes(b"garbage")
+  with pytest.raises(checkpoint.CheckpointError, match="checkpoints/6"):
+    evaluate.load_encoder(tmp_path / "run")

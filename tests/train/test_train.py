@@ -1,0 +1,123 @@
+"""The train step and loop: every method runs, one compilation, 1 vs 8 devices, configs."""
+
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import optax
+import pytest
+import tensorflow_datasets as tfds
+
+from jaxssl import config as config_lib
+from jaxssl import methods
+from jaxssl.data import loader
+from jaxssl.train import loop, optim, step as step_lib
+from tests.conftest import smoke_config
+
+
+def run_steps(run, steps: int, devices=None):
+  """``steps`` train steps of ``run`` from its initial state; the losses and the jitted step."""
+  state = run.init_state()
+  train_step = step_lib.jit_train_step(
+      step_lib.make_train_step(run.model, run.method, dict(run.config.method.kwargs), run.tx,
+                               run.views, seed=run.config.seed, schedule=run.schedule),
+      state, run.mesh)
+  data = loader.train_dataset(run.train_source, global_batch=run.config.train.global_batch,
+                              seed=run.config.seed)
+  losses = []
+  for i in range(steps):
+    state, metrics = train_step(state, loader.to_global(data[i], run.mesh))
+    losses.append(float(metrics["loss"]))
+  return state, losses, train_step
+
+
+@pytest.mark.parametrize("name", sorted(methods.METHODS))
+def test_every_method_runs_on_mock_data_and_compiles_once(name):
+  config = smoke_config(None, **{"data.name": "cifar10", "method.name": name})
+  config.unlock()
+  config.aug = config_lib.vicreg_views(32, config_lib.CIFAR10_STATS)
+  config.model.projector = "64-32"
+  with tfds.testing.mock_data(num_examples=128):
+    run = loop.Run(config, "")
+  _, losses, train_step = run_steps(run, 3)
+  assert np.all(np.isfinite(losses)), losses
+  assert train_step._cache_size() == 1
+
+
+def test_vicreg_loss_decreases_on_fashion_mnist(fmnist_data_dir):
+  config = smoke_config(fmnist_data_dir, **{"optim.lr": 0.5})
+  run = loop.Run(config, "")
+  _, losses, _ = run_steps(run, 16)
+  assert np.mean(losses[-4:]) < np.mean(losses[:4]) - 0.5, losses
+
+
+def test_one_and_eight_devices_give_the_same_step(fmnist_data_dir):
+  config = smoke_config(fmnist_data_dir)
+  results = []
+  for devices in (jax.devices()[:1], jax.devices()):
+    run = loop.Run(config, "", devices)
+    state, losses, _ = run_steps(run, 2)
+    results.append((jax.device_get(state.params), losses))
+  (params_1, losses_1), (params_8, losses_8) = results
+  np.testing.assert_allclose(losses_1, losses_8, rtol=1e-5)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-6),
+               params_1, params_8)
+
+
+def test_lars_matches_the_official_update():
+  """Two steps of optax LARS against the official PyTorch LARS written out in NumPy."""
+  rng = np.random.default_rng(0)
+  params = {"w": rng.normal(size=(4, 3)), "b": rng.normal(size=3)}
+  grads = [{"w": rng.normal(size=(4, 3)), "b": rng.normal(size=3)} for _ in range(2)]
+  lrs, wd, momentum, eta = [0.1, 0.3], 1e-2, 0.9, 0.001
+  tx = optim.lars(lambda step: np.asarray(lrs)[step], weight_decay=wd, momentum=momentum,
+                  eta=eta)
+  p, s = jax.tree.map(np.asarray, params), None
+  s = tx.init(p)
+  for g in grads:
+    updates, s = tx.update(g, s, p)
+    p = optax.apply_updates(p, updates)
+  ref = {k: v.copy() for k, v in params.items()}
+  mu = {k: np.zeros_like(v) for k, v in params.items()}
+  for lr, g in zip(lrs, grads):
+    for k in ref:
+      dp = g[k]
+      if ref[k].ndim > 1:  # exclude_bias_and_norm
+        dp = dp + wd * ref[k]
+        ratio = eta * np.linalg.norm(ref[k]) / np.linalg.norm(dp)
+        dp = dp * ratio
+      mu[k] = momentum * mu[k] + dp
+      ref[k] = ref[k] - lr * mu[k]
+  for k in ref:
+    np.testing.assert_allclose(p[k], ref[k], rtol=1e-5)
+
+
+@pytest.mark.parametrize("key,value,match", [
+    ("method.name", "simclr", "config.method.name"),
+    ("optim.name", "lamb", "config.optim.name"),
+    ("model.projector", "64-x", "config.model.projector"),
+    ("train.global_batch", 12, "config.train.global_batch.*device count"),
+    ("model.backbone", "vit", "config.model.backbone"),
+])
+def test_bad_config_values_name_the_key(fmnist_data_dir, key, value, match):
+  config = smoke_config(fmnist_data_dir, **{key: value})
+  with pytest.raises(ValueError, match=match):
+    config_lib.validate(config, num_devices=8)
+
+
+def test_unknown_method_kwargs_name_the_key():
+  config = smoke_config(None)
+  config.method.kwargs = {"sim_coef": 1.0}
+  with pytest.raises(ValueError, match=r"method.kwargs.*sim_coef.*sim_coeff"):
+    config_lib.validate(config, num_devices=1)
+
+
+def test_cli_rejects_an_unknown_key(tmp_path):
+  result = subprocess.run(
+      [sys.executable, "-m", "jaxssl.train", "--config", "configs/vicreg_fashion_mnist.py:smoke",
+       "--workdir", str(tmp_path), "--config.optim.nosuch=1"],
+      capture_output=True, text=True, timeout=300)
+  assert result.returncode != 0
+  assert "nosuch" in result.stderr
+  assert not (tmp_path / "checkpoints").exists()
