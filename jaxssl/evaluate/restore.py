@@ -50,6 +50,8 @@ class Encoder:
                ) -> tuple[np.ndarray, np.ndarray]:
     """Features and labels of every example of ``source`` (in order), computed in batches
     sharded over the mesh."""
+    # Round the batch up to the mesh: a run trained on 8 devices may be restored on 3.
+    batch = -(-batch // self.run.mesh.size) * self.run.mesh.size
     feats, labels = [], []
     for local in loader.eval_batches(source, global_batch=batch):
       arrays = loader.to_global(local, self.run.mesh)
@@ -70,7 +72,7 @@ def load_encoder(workdir: str | pathlib.Path, step: int | None = None,
   restored onto ``devices`` (default: all of the caller's, whatever their count or topology
   in training) from the config saved with the run."""
   config = checkpoint.read_config(workdir)
-  run = loop.Run(config, workdir, devices)
+  run = loop.Run(config, workdir, devices, for_training=False)
   mngr = checkpoint.manager(workdir, read_only=True)
   try:
     state = checkpoint.restore(mngr, run.abstract_state(), step=step)
@@ -84,5 +86,5 @@ def random_encoder(config, devices=None) -> Encoder:
   what pretraining added. ``config``: a run config or a workdir."""
   if isinstance(config, (str, pathlib.Path)):
     config = checkpoint.read_config(config)
-  run = loop.Run(config, "", devices)
+  run = loop.Run(config, "", devices, for_training=False)
   return Encoder(run, _variables(run.init_state()), 0)

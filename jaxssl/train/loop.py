@@ -73,10 +73,11 @@ class Run:
   """Everything a run is built from its config: data, model, method, optimiser, state."""
 
   def __init__(self, config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
-               devices=None):
+               devices=None, for_training: bool = True):
     self.config, self.workdir = config, pathlib.Path(workdir)
     self.mesh = distributed.data_mesh(devices)
-    config_lib.validate(config, num_devices=self.mesh.size)
+    # Restoring for evaluation works on any device count; training needs batches that split.
+    config_lib.validate(config, num_devices=self.mesh.size if for_training else 1)
     c = config
     self.train_source, self.train_info = source.open_split(
         c.data.name, c.data.train_split, data_dir=c.data.data_dir, in_memory=c.data.in_memory)

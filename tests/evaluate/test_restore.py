@@ -34,6 +34,9 @@ def test_restore_on_one_and_eight_devices_embeds_alike(tiny_run):
   eight = evaluate.load_encoder(tiny_run, devices=jax.devices())
   assert one.step == eight.step == 6
   np.testing.assert_allclose(one.embed(images), eight.embed(images), rtol=1e-5, atol=1e-6)
+  three = evaluate.load_encoder(tiny_run, devices=jax.devices()[:3])  # 64 % 3 != 0
+  np.testing.assert_allclose(three.embed(images[:15]), one.embed(images[:15]), rtol=1e-5,
+                             atol=1e-6)
   earlier = evaluate.load_encoder(tiny_run, step=3, devices=jax.devices()[:1])
   assert not np.allclose(earlier.embed(images), one.embed(images))
 
