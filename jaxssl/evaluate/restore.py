@@ -9,11 +9,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxssl import config as config_lib
-from jaxssl import distributed
 from jaxssl.data import loader
 from jaxssl.train import checkpoint
 from jaxssl.train import loop
+from jaxssl.train import step as step_lib
 
 
 @dataclasses.dataclass
@@ -33,8 +32,9 @@ class Encoder:
     model = self.run.model
 
     def embed(variables, images, projector):
-      x = images.astype(jnp.float32)
-      x = jnp.where(images.dtype == jnp.uint8, x / 255.0, x)
+      # uint8 as in training (the dtype is static); floats are taken to be in [0, 1].
+      x = (step_lib.images_to_float(images) if images.dtype == jnp.uint8
+           else images.astype(jnp.float32))
       x = (x - self._mean) / self._std
       return model.apply(variables, x, projector=projector, method=model.embed)
     self._embed = jax.jit(embed, static_argnames="projector")

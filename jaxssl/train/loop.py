@@ -14,7 +14,6 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import tqdm
-from jax.sharding import NamedSharding, PartitionSpec as P
 
 from jaxssl import config as config_lib
 from jaxssl import distributed, methods
