@@ -2,7 +2,9 @@
 shrink, and validation that fails before training with the key that is wrong.
 
 A config file defines ``get_config(arg=None)``; ``arg`` is a comma-separated list of switches
-(``smoke`` shrinks the run to a few steps of a tiny model, for tests and a first try).
+(``smoke`` shrinks any run to a few steps of a tiny model, for tests and a first try; files
+may take their own, like ``cifar100``). ``cifar_config`` and ``imagenet_config`` are the
+published recipes the files under ``configs/`` start from.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from jaxssl import methods
 from jaxssl.data import augment
 from jaxssl.models import model as models_lib
 from jaxssl.models import projector as projector_lib
+from jaxssl.models import resnet
 from jaxssl.train import optim
 
 FASHION_MNIST_STATS = ((0.2860,), (0.3530,))
@@ -43,6 +46,8 @@ def vicreg_views(out_size: int, stats) -> ml_collections.ConfigDict:
 def base_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.seed = 0
+  # Where a new workdir starts from: another run's workdir or <workdir>/checkpoints/<step>.
+  c.init_from = config_dict.placeholder(str)
   c.data = dict(name="fashion_mnist_idx", data_dir=config_dict.placeholder(str),
                 train_split="train", eval_split="test", in_memory=True, num_threads=2,
                 prefetch=4)
@@ -51,11 +56,12 @@ def base_config() -> ml_collections.ConfigDict:
                  stem="cifar", projector="2048-2048-2048", projector_bn=True, dtype="float32")
   c.method = dict(name="vicreg", kwargs={})
   c.optim = dict(name="lars", lr=0.2, scale_lr_by_batch=True, weight_decay=1e-6, momentum=0.9,
-                 eta=0.001, warmup_epochs=10.0, end_lr_factor=0.0)
+                 eta=0.001, clip_trust_ratio=False, bias_lr=config_dict.placeholder(float),
+                 warmup_epochs=10.0, end_lr_factor=0.0)
   c.probe = dict(lr=1e-3)
   c.train = dict(global_batch=256, epochs=100, steps=config_dict.placeholder(int),
                  log_every=50, eval_every=1000, checkpoint_every=1000, keep_checkpoints=3,
-                 keep_period=config_dict.placeholder(int))
+                 keep_period=config_dict.placeholder(int), max_skipped=0)
   c.eval = dict(batch=1000, knn_k=200, knn_temperature=0.07, logistic_epochs=100,
                 logistic_lr=1e-3, logistic_batch=1024, logistic_weight_decay=1e-4,
                 ridge_lambdas=(1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0), val_fraction=0.1,
@@ -63,26 +69,87 @@ def base_config() -> ml_collections.ConfigDict:
   return c
 
 
-def apply_args(c: ml_collections.ConfigDict, arg: str | None) -> ml_collections.ConfigDict:
-  """Apply the ``get_config`` switches (``smoke``) and lock the config against new keys."""
-  switches = [a for a in (arg or "").split(",") if a]
-  for switch in switches:
-    if switch != "smoke":
-      raise ValueError(f"Unknown config switch {switch!r}; the switches are: smoke.")
-  if "smoke" in switches:
+class ConfigError(ValueError):
+  """A config value that cannot work; the message names the key."""
+
+
+def switches(arg: str | None, *choices: str) -> set[str]:
+  """The comma-separated ``get_config`` switches in ``arg``; ``smoke`` is always allowed,
+  ``choices`` are the config file's own (e.g. ``cifar100``)."""
+  given = {a for a in (arg or "").split(",") if a}
+  allowed = {"smoke", *choices}
+  unknown = given - allowed
+  if unknown:
+    raise ValueError(f"Unknown config switch(es) {sorted(unknown)}; this config takes: "
+                     f"{', '.join(sorted(allowed))} (comma-separated, after the file name and "
+                     "a colon, e.g. configs/x.py:smoke).")
+  return given
+
+
+def finish(c: ml_collections.ConfigDict, given: set[str]) -> ml_collections.ConfigDict:
+  """Apply ``smoke`` (a few steps of a tiny model: for tests and a first try of any config)
+  and lock the config against new keys."""
+  if "smoke" in given:
     c.model.backbone, c.model.widths, c.model.convs_per_stage = "convnet", (8, 16), 1
     c.model.projector = "64-64"
     c.train.global_batch, c.train.steps, c.train.log_every = 64, 6, 2
     c.train.eval_every = c.train.checkpoint_every = 3
     c.optim.warmup_epochs = 0.0
     c.eval.batch, c.eval.logistic_epochs = 256, 5
+    if c.method.name == "wmse":  # whitening needs more rows per sub-batch than dimensions
+      c.model.projector, c.method.kwargs.w_size = "64-16", 32
   c.lock()
+  return c
+
+
+def apply_args(c: ml_collections.ConfigDict, arg: str | None) -> ml_collections.ConfigDict:
+  """``finish`` for a config file without switches of its own."""
+  return finish(c, switches(arg))
+
+
+def cifar_config(dataset: str) -> ml_collections.ConfigDict:
+  """The CIFAR recipe of the published runs (solo-learn's, which the CorInfoMax and
+  information-theoretic VICReg papers build on): ResNet-18 with the CIFAR stem, crops of
+  20-100% area and no blur at 32x32, projector 2048-2048-2048, LARS with the clipped trust
+  ratio (eta 0.02, lr 0.3 x batch/256, wd 1e-4, no decay or adaptation of biases and norms),
+  10 warm-up epochs then cosine, batch 256, 1000 epochs."""
+  stats = {"cifar10": CIFAR10_STATS, "cifar100": CIFAR100_STATS}[dataset]
+  c = base_config()
+  c.data.name, c.data.train_split, c.data.eval_split = dataset, "train", "test"
+  c.aug = vicreg_views(32, stats)
+  for view in (c.aug.view_a, c.aug.view_b):
+    view.crop_scale, view.blur_prob = (0.2, 1.0), 0.0
+  c.model.backbone, c.model.stem, c.model.width = "resnet18", "cifar", 64
+  c.model.projector = "2048-2048-2048"
+  c.optim.update(name="lars", lr=0.3, eta=0.02, clip_trust_ratio=True, weight_decay=1e-4,
+                 warmup_epochs=10.0, end_lr_factor=0.0)
+  c.train.update(global_batch=256, epochs=1000, log_every=50, eval_every=1950,
+                 checkpoint_every=1950)
+  return c
+
+
+def imagenet_config() -> ml_collections.ConfigDict:
+  """The official ImageNet recipe of VICReg (and Barlow Twins): ResNet-50, the full
+  asymmetric augmentation at 224, projector 8192-8192-8192, LARS (eta 0.001, lr 0.2 x
+  batch/256, wd 1e-6), 10 warm-up epochs then cosine to 0.001 x the peak, batch 2048,
+  1000 epochs."""
+  c = base_config()
+  c.data.update(name="imagenet2012", train_split="train", eval_split="validation",
+                in_memory=False, num_threads=16)
+  c.aug = vicreg_views(224, IMAGENET_STATS)
+  c.model.backbone, c.model.stem, c.model.width = "resnet50", "imagenet", 64
+  c.model.projector = "8192-8192-8192"
+  c.optim.update(name="lars", lr=0.2, eta=0.001, weight_decay=1e-6, warmup_epochs=10.0,
+                 end_lr_factor=0.001)
+  c.train.update(global_batch=2048, epochs=1000, log_every=100, eval_every=6250,
+                 checkpoint_every=2500)
+  c.eval.batch = 1024
   return c
 
 
 def _check(condition: bool, key: str, message: str) -> None:
   if not condition:
-    raise ValueError(f"config.{key}: {message}")
+    raise ConfigError(f"config.{key}: {message}")
 
 
 def validate(c: ml_collections.ConfigDict, *, num_devices: int) -> None:
@@ -90,11 +157,11 @@ def validate(c: ml_collections.ConfigDict, *, num_devices: int) -> None:
   try:
     method = methods.get_method(c.method.name)
   except ValueError as err:
-    raise ValueError(f"config.method.name: {err}") from None
+    raise ConfigError(f"config.method.name: {err}") from None
   try:
     method.check_kwargs(dict(c.method.kwargs))
   except ValueError as err:
-    raise ValueError(f"config.method.kwargs: {err}") from None
+    raise ConfigError(f"config.method.kwargs: {err}") from None
   _check(c.model.backbone in models_lib.BACKBONES, "model.backbone",
          f"must be one of {sorted(models_lib.BACKBONES)}; got {c.model.backbone!r}.")
   _check(c.model.dtype in ("float32", "bfloat16"), "model.dtype",
@@ -102,9 +169,13 @@ def validate(c: ml_collections.ConfigDict, *, num_devices: int) -> None:
   try:
     projector_lib.parse_widths(c.model.projector)
   except ValueError as err:
-    raise ValueError(f"config.model.projector: {err}") from None
+    raise ConfigError(f"config.model.projector: {err}") from None
   _check(c.optim.name in optim.OPTIMIZERS, "optim.name",
          f"must be one of {optim.OPTIMIZERS}; got {c.optim.name!r}.")
+  _check(c.model.stem in resnet.STEMS, "model.stem",
+         f"must be one of {resnet.STEMS}; got {c.model.stem!r}.")
+  _check(c.optim.bias_lr is None or c.optim.bias_lr >= 0, "optim.bias_lr",
+         f"must be >= 0 (or unset); got {c.optim.bias_lr}.")
   for key in ("lr", "weight_decay", "warmup_epochs"):
     _check(c.optim[key] >= 0, f"optim.{key}", f"must be >= 0; got {c.optim[key]}.")
   batch = c.train.global_batch
@@ -115,6 +186,8 @@ def validate(c: ml_collections.ConfigDict, *, num_devices: int) -> None:
          f"{c.eval.batch}.")
   _check(c.train.steps is not None or c.train.epochs > 0, "train.epochs",
          f"must be > 0 (or set train.steps); got {c.train.epochs}.")
+  _check(c.train.max_skipped >= 0, "train.max_skipped",
+         f"must be >= 0 (0: stop at the first non-finite step); got {c.train.max_skipped}.")
   for key in ("log_every", "eval_every", "checkpoint_every", "keep_checkpoints"):
     _check(c.train[key] > 0, f"train.{key}", f"must be > 0; got {c.train[key]}.")
   for name in ("view_a", "view_b"):
@@ -124,7 +197,7 @@ def validate(c: ml_collections.ConfigDict, *, num_devices: int) -> None:
     try:
       augment.ViewAugment(**c.aug[name])
     except (TypeError, ValueError) as err:
-      raise ValueError(f"config.aug.{name}: {err}") from None
+      raise ConfigError(f"config.aug.{name}: {err}") from None
 
 
 def views(c: ml_collections.ConfigDict) -> tuple[augment.ViewAugment, augment.ViewAugment]:

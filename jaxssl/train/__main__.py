@@ -1,12 +1,23 @@
-"""``python -m jaxssl.train --config configs/X.py[:smoke] --workdir DIR [--config.key=value]``."""
+"""``python -m jaxssl.train --config configs/X.py[:smoke] --workdir DIR [--config.key=value]``.
+
+Exit status: 0 when the run finished or was stopped by SIGTERM/SIGINT after a final checkpoint
+(run the same command to resume); 1 with a one-paragraph message on a bad config, dataset,
+workdir or checkpoint, or non-finite values.
+"""
+
+import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from jaxssl.config import ConfigError
+from jaxssl.data.source import DatasetError
 from jaxssl.train import loop
+from jaxssl.train.checkpoint import CheckpointError
 
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "A configs/*.py file, optionally with ':smoke'.", lock_config=True)
+    "config", None, "A configs/*.py file, optionally with switches (':smoke').",
+    lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints and metrics go; a workdir "
                                "that holds checkpoints is resumed.")
 flags.mark_flags_as_required(["config", "workdir"])
@@ -16,8 +27,13 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  scalars = loop.train(_CONFIG.value, _WORKDIR.value)
-  print("final: " + ", ".join(f"{k}={v:.4g}" for k, v in sorted(scalars.items())))
+  try:
+    scalars = loop.train(_CONFIG.value, _WORKDIR.value)
+  except (ConfigError, DatasetError, CheckpointError, loop.NonFiniteError) as err:
+    print(f"error: {err}", file=sys.stderr)
+    sys.exit(1)
+  numbers = {k: v for k, v in scalars.items() if isinstance(v, float)}
+  print("final: " + ", ".join(f"{k}={v:.4g}" for k, v in sorted(numbers.items())))
 
 
 if __name__ == "__main__":

@@ -18,6 +18,8 @@ import grain
 import ml_collections
 import orbax.checkpoint as ocp
 
+from jaxssl import config as config_lib
+
 CONFIG_FILE = "config.json"
 CHECKPOINT_DIR = "checkpoints"
 
@@ -57,10 +59,85 @@ def restore(mngr: ocp.CheckpointManager, abstract_state, data_iterator=None,
     items["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
   try:
     restored = mngr.restore(step, args=ocp.args.Composite(**items))
-  except (ValueError, KeyError, FileNotFoundError, OSError) as err:
-    raise CheckpointError(f"Checkpoint {mngr.directory / str(step)} cannot be restored "
-                          f"into this model: {err}") from err
+  except Exception as err:  # Orbax and TensorStore raise many types for bad files.
+    raise CheckpointError(f"Checkpoint {mngr.directory / str(step)} cannot be restored: "
+                          f"{type(err).__name__}: {_first_line(err)}") from err
   return restored["state"]
+
+
+def restore_latest(mngr: ocp.CheckpointManager, abstract_state, data_iterator=None):
+  """``restore`` of the latest complete checkpoint (Orbax finalises a save by renaming its
+  temporary directory, so a save cut short is never listed). If it cannot be read, the error
+  names it and the next older checkpoint that can, with how to resume from that one."""
+  steps = sorted(mngr.all_steps(), reverse=True)
+  try:
+    return restore(mngr, abstract_state, data_iterator, step=steps[0])
+  except CheckpointError as err:
+    bad = mngr.directory / str(steps[0])
+    for older in steps[1:]:
+      try:
+        restore(mngr, abstract_state, None, step=older)
+      except CheckpointError:
+        continue
+      raise CheckpointError(
+          f"{err}\nThe next older checkpoint, {mngr.directory / str(older)}, restores. To "
+          f"resume from it, move the bad one out of the way (nothing is deleted):\n"
+          f"    mv {bad} {bad.parent.parent / f'bad_checkpoint_{steps[0]}'}\n"
+          "and run the same command again.") from err
+    raise CheckpointError(f"{err}\nNo older checkpoint in {mngr.directory} restores "
+                          "either.") from err
+
+
+def _first_line(err: BaseException) -> str:
+  text = str(err).strip()
+  return text.splitlines()[0][:500] if text else ""
+
+
+def locate(path: str) -> tuple[pathlib.Path, int | None]:
+  """``init_from``: a workdir (its latest checkpoint) or ``<workdir>/checkpoints/<step>``."""
+  p = pathlib.Path(path).absolute()
+  if (p / CHECKPOINT_DIR).is_dir():
+    return p, None
+  if p.parent.name == CHECKPOINT_DIR and p.name.isdigit() and p.is_dir():
+    return p.parent.parent, int(p.name)
+  raise CheckpointError(f"config.init_from={path!r} is neither a jaxssl workdir (with a "
+                        f"{CHECKPOINT_DIR}/ directory) nor one of its {CHECKPOINT_DIR}/<step> "
+                        "directories.")
+
+
+# What a checkpoint's tree and meaning depend on: a run with other values is another run.
+STRUCTURAL_KEYS = ("model", "method.name", "data.name", "aug.view_a.out_size")
+
+
+def _flat(tree, prefix: str = "") -> dict:
+  if isinstance(tree, (dict, ml_collections.ConfigDict)):
+    out = {}
+    for key, value in tree.items():
+      out.update(_flat(value, f"{prefix}{key}."))
+    return out
+  return {prefix[:-1]: tuple(tree) if isinstance(tree, list) else tree}
+
+
+def check_compatible(saved: ml_collections.ConfigDict, config: ml_collections.ConfigDict, *,
+                     what: str) -> None:
+  """Refuse to continue a run (``what``: ``workdir`` or ``init_from``) whose saved config
+  differs in the model, method, dataset or image size; report other changed settings."""
+  old, new = _flat(saved), _flat(config)
+  changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+  structural = [k for k in changed if any(k == s or k.startswith(s + ".")
+                                          for s in STRUCTURAL_KEYS)]
+  if structural:
+    diff = "\n".join(f"    {k}: {old.get(k)!r} (saved) vs {new.get(k)!r} (now)"
+                     for k in structural)
+    hint = ("Use a new --workdir for a different run, or pass the saved values to continue "
+            "this one; nothing was written." if what == "workdir" else
+            "init_from must name a run of the same model and method.")
+    raise CheckpointError(f"The {what} holds a run of an incompatible config:\n{diff}\n{hint}")
+  ignored = {"init_from", "data.data_dir"}
+  notable = [k for k in changed if k not in ignored]
+  if notable and what == "workdir":
+    print("Continuing with changed settings: " + ", ".join(
+        f"{k}={new.get(k)!r} (was {old.get(k)!r})" for k in notable), flush=True)
 
 
 def write_config(workdir: str | pathlib.Path, config: ml_collections.ConfigDict) -> None:
@@ -74,7 +151,23 @@ def read_config(workdir: str | pathlib.Path) -> ml_collections.ConfigDict:
   if not path.is_file():
     raise CheckpointError(f"{path} not found: {workdir} is not a jaxssl run directory (it "
                           "is written by `python -m jaxssl.train --workdir ...`).")
-  return ml_collections.ConfigDict(_tuples(json.loads(path.read_text())))
+  try:
+    saved = json.loads(path.read_text())
+  except json.JSONDecodeError as err:
+    raise CheckpointError(f"{path} is not valid JSON ({err}); it is written by the trainer "
+                          "and should not be edited by hand.") from err
+  # Onto today's defaults, so runs saved before a field existed still load.
+  config = config_lib.base_config()
+  _merge(config, _tuples(saved))
+  return config
+
+
+def _merge(base: ml_collections.ConfigDict, saved: dict) -> None:
+  for key, value in saved.items():
+    if isinstance(value, dict) and isinstance(base.get(key), ml_collections.ConfigDict):
+      _merge(base[key], value)
+    else:
+      base[key] = value
 
 
 def _tuples(tree):

@@ -3,9 +3,12 @@ step, log, evaluate the online probe, checkpoint."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import pathlib
+import signal
+import threading
 import time
 from typing import Any
 
@@ -22,6 +25,9 @@ from jaxssl.models import model_from_config
 from jaxssl.train import checkpoint, optim, state as state_lib, step as step_lib
 
 
+METRICS_FILE = "metrics.jsonl"
+
+
 class NonFiniteError(FloatingPointError):
   """A loss term or the gradient norm went NaN or inf."""
 
@@ -30,12 +36,15 @@ class MetricWriter:
   """Scalars to ``metrics.jsonl`` and TensorBoard event files (tensorboardX, no TensorFlow),
   from process 0 only."""
 
-  def __init__(self, workdir: pathlib.Path):
+  def __init__(self, workdir: pathlib.Path, first_step: int = 0):
     self.active = jax.process_index() == 0
     if self.active:
       import tensorboardX  # pylint: disable=g-import-not-at-top
-      self._jsonl = open(workdir / "metrics.jsonl", "a", encoding="utf-8")
-      self._tb = tensorboardX.SummaryWriter(str(workdir / "tensorboard"))
+      _truncate_metrics(workdir, first_step)
+      self._jsonl = open(workdir / METRICS_FILE, "a", encoding="utf-8")
+      # purge_step: TensorBoard hides events at or after it written by the crashed attempt.
+      self._tb = tensorboardX.SummaryWriter(str(workdir / "tensorboard"),
+                                            purge_step=first_step or None)
 
   def write(self, step: int, scalars: dict[str, float]) -> None:
     if not self.active:
@@ -51,21 +60,120 @@ class MetricWriter:
       self._tb.close()
 
 
-def _fetch_mean(history: list[dict[str, jax.Array]]) -> dict[str, float]:
-  """Means over the log interval. The per-step metrics stay on the device until here: adding
-  them up eagerly between steps would launch computations that run concurrently with the
-  train step, which on XLA:CPU's shared thread pool can stall both."""
-  history = jax.device_get(history)
-  return {k: float(np.mean([m[k] for m in history])) for k in history[0]}
+class Monitor:
+  """The per-step metrics between fetches: kept on the device until a log, a save or a stop
+  needs them (adding them up eagerly would launch computations that run concurrently with the
+  train step, which on XLA:CPU's shared thread pool can stall both), then checked step by
+  step for non-finite values and averaged over the log interval."""
+
+  def __init__(self, first_step: int, max_skipped: int, skipped: int = 0):
+    self.pending: list[dict[str, jax.Array]] = []
+    self.fetched: list[dict[str, float]] = []
+    self.next_step = first_step + 1  # the step number of pending[0]
+    self.max_skipped, self.skipped = max_skipped, skipped
+
+  def add(self, metrics: dict[str, jax.Array]) -> None:
+    if self.pending:
+      # At most two steps in flight: enough to overlap the host's work with the device's;
+      # deeper async queues were seen to slow XLA:CPU steps several-fold.
+      jax.block_until_ready(self.pending[-1])
+    self.pending.append(metrics)
+
+  def check(self, last_good: int | None) -> None:
+    """Fetch the pending metrics; raise ``NonFiniteError`` at the first non-finite step (or,
+    when skipping, once more than ``max_skipped`` steps were skipped)."""
+    for metrics in jax.device_get(self.pending):
+      step, self.next_step = self.next_step, self.next_step + 1
+      scalars = {k: float(v) for k, v in metrics.items()}
+      if scalars.pop("finite") == 1.0:
+        self.fetched.append(scalars)
+        continue
+      bad = sorted(k for k, v in scalars.items() if not math.isfinite(v))
+      checkpoint_note = (f"the last checkpoint (step {last_good}) is from before it and "
+                         "intact" if last_good is not None else "no checkpoint was written")
+      if self.max_skipped == 0:
+        raise NonFiniteError(
+            f"Non-finite values at step {step} in {bad}; {checkpoint_note}. Lower optim.lr, "
+            "raise optim.warmup_epochs or check the inputs, then run the same command to "
+            "resume; or set train.max_skipped=N to skip such steps (at most N).")
+      self.skipped += 1
+      print(f"Step {step}: non-finite {bad}; update skipped ({self.skipped} of at most "
+            f"{self.max_skipped}).", flush=True)
+      if self.skipped > self.max_skipped:
+        raise NonFiniteError(
+            f"{self.skipped} steps with non-finite values (the last at step {step}, in {bad}) "
+            f"exceed train.max_skipped={self.max_skipped}; {checkpoint_note}.")
+    self.pending = []
+
+  def means(self) -> dict[str, float]:
+    """Means over the finite steps since the last call (empty if there were none)."""
+    fetched, self.fetched = self.fetched, []
+    if not fetched:
+      return {}
+    return {k: float(np.mean([m[k] for m in fetched])) for k in fetched[0]}
 
 
-def _check_finite(step: int, scalars: dict[str, float]) -> None:
-  bad = sorted(k for k, v in scalars.items() if not math.isfinite(v))
-  if bad:
-    raise NonFiniteError(
-        f"Non-finite values at step {step} in {bad} (means over the last log interval). The "
-        "checkpoints in the workdir are from before this and intact. Lower optim.lr, raise "
-        "optim.warmup_epochs, or check the inputs.")
+class StopSignal:
+  """SIGTERM (what TPU and cloud schedulers send before pre-empting) and SIGINT set a flag the
+  loop checks after every step; a second SIGINT interrupts at once."""
+
+  def __init__(self):
+    self.received: int | None = None
+    self._previous = {}
+
+  def __enter__(self):
+    if threading.current_thread() is threading.main_thread():
+      for sig in (signal.SIGTERM, signal.SIGINT):
+        self._previous[sig] = signal.signal(sig, self._handle)
+    return self
+
+  def _handle(self, signum, frame):
+    del frame
+    self.received = signum
+    signal.signal(signum, self._previous.get(signum, signal.SIG_DFL))
+
+  def __exit__(self, *exc):
+    for sig, handler in self._previous.items():
+      signal.signal(sig, handler)
+
+
+def _truncate_metrics(workdir: pathlib.Path, step: int) -> None:
+  """Drop the log lines after ``step`` (written before a crash, to be written again)."""
+  path = workdir / METRICS_FILE
+  if not path.exists():
+    return
+  lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+  keep = [line for line in lines if line.strip() and json.loads(line)["step"] <= step]
+  if len(keep) != len(lines):
+    path.write_text("".join(keep), encoding="utf-8")
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+  """What a config builds once the training split is known: no data, no devices."""
+  views: tuple
+  image_shape: tuple[int, int, int]
+  steps_per_epoch: int
+  total_steps: int
+  method: methods.Method
+  model: Any
+  schedule: Any
+  tx: Any
+
+
+def recipe(c: ml_collections.ConfigDict, info: source.SplitInfo) -> Recipe:
+  """The model, method, schedule and optimiser of config ``c`` for training on ``info``."""
+  views = config_lib.views(c)
+  image_shape = (views[0].out_size, views[0].out_size, info.image_shape[-1])
+  steps_per_epoch = max(info.num_examples // c.train.global_batch, 1)
+  total_steps = c.train.steps or int(c.train.epochs * steps_per_epoch)
+  method = methods.get_method(c.method.name)
+  model = model_from_config(c.model, info.num_classes, probe_gradient=method.supervised)
+  kwargs = dict(global_batch=c.train.global_batch, total_steps=total_steps,
+                steps_per_epoch=steps_per_epoch)
+  tx = optim.with_probe(optim.make_optimizer(c.optim, **kwargs), c.probe, method.supervised)
+  return Recipe(views, image_shape, steps_per_epoch, total_steps, method, model,
+                optim.learning_rate(c.optim, **kwargs), tx)
 
 
 class Run:
@@ -82,26 +190,15 @@ class Run:
         c.data.name, c.data.train_split, data_dir=c.data.data_dir, in_memory=c.data.in_memory)
     self.eval_source, self.eval_info = source.open_split(
         c.data.name, c.data.eval_split, data_dir=c.data.data_dir, in_memory=c.data.in_memory)
-    self.views = config_lib.views(c)
-    self.image_shape = (self.views[0].out_size, self.views[0].out_size,
-                        self.train_info.image_shape[-1])
     if not self.train_info.fixed_size:
       raise source.DatasetError(
           f"{c.data.name!r} has images of varying size; the training pipeline crops on the "
-          "device and needs one image size (Fashion-MNIST, CIFAR, ...).")
-    self.steps_per_epoch = max(self.train_info.num_examples // c.train.global_batch, 1)
-    self.total_steps = c.train.steps or int(c.train.epochs * self.steps_per_epoch)
-    self.method = methods.get_method(c.method.name)
-    self.model = model_from_config(c.model, self.train_info.num_classes,
-                                   probe_gradient=self.method.supervised)
-    self.schedule = optim.learning_rate(c.optim, global_batch=c.train.global_batch,
-                                        total_steps=self.total_steps,
-                                        steps_per_epoch=self.steps_per_epoch)
-    self.tx = optim.with_probe(
-        optim.make_optimizer(c.optim, global_batch=c.train.global_batch,
-                             total_steps=self.total_steps,
-                             steps_per_epoch=self.steps_per_epoch),
-        c.probe, self.method.supervised)
+          "device and needs one image size (Fashion-MNIST, CIFAR, ...). Host-side JPEG "
+          "decoding and cropping for ImageNet-style datasets is not built yet.")
+    r = recipe(c, self.train_info)
+    self.views, self.image_shape = r.views, r.image_shape
+    self.steps_per_epoch, self.total_steps = r.steps_per_epoch, r.total_steps
+    self.method, self.model, self.schedule, self.tx = r.method, r.model, r.schedule, r.tx
 
   def abstract_state(self):
     return state_lib.abstract_state(self.model, self.tx, self.method, seed=self.config.seed,
@@ -130,56 +227,97 @@ class Run:
     return float(correct) / float(total)
 
 
+def _start_state(run: Run, mngr, data_iter):
+  """Resume order: the workdir's latest checkpoint, else ``init_from`` (another run's
+  workdir or one of its ``checkpoints/<step>`` directories), else a fresh initialisation."""
+  c = run.config
+  if mngr.latest_step() is not None:
+    state = checkpoint.restore_latest(mngr, run.abstract_state(), data_iter)
+    print(f"Resumed from {mngr.directory / str(int(state.step))}.", flush=True)
+    return state
+  if c.init_from:
+    source_dir, step = checkpoint.locate(c.init_from)
+    checkpoint.check_compatible(checkpoint.read_config(source_dir), c, what="init_from")
+    other = checkpoint.manager(source_dir, read_only=True)
+    try:
+      state = (checkpoint.restore_latest(other, run.abstract_state(), data_iter)
+               if step is None else
+               checkpoint.restore(other, run.abstract_state(), data_iter, step=step))
+    finally:
+      other.close()
+    print(f"Initialised from {other.directory / str(int(state.step))} (init_from).",
+          flush=True)
+    return state
+  return run.init_state()
+
+
 def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
           devices=None) -> dict[str, Any]:
-  """Train (resuming from ``workdir`` if it holds checkpoints) on ``devices`` (default: all);
-  returns the metrics of the last log step."""
+  """Train on ``devices`` (default: all), resuming ``workdir`` if it holds checkpoints;
+  returns the metrics of the last log step, plus ``stopped_by`` (a signal's name) when a
+  SIGTERM or SIGINT ended the run early after a final checkpoint."""
   run = Run(config, workdir, devices)
   workdir = run.workdir
   c = config
+  if (workdir / checkpoint.CONFIG_FILE).exists():
+    checkpoint.check_compatible(checkpoint.read_config(workdir), c, what="workdir")
   mngr = checkpoint.manager(workdir, keep=c.train.keep_checkpoints,
                             keep_period=c.train.keep_period)
   data_iter = run.train_iterator()
-  if mngr.latest_step() is not None:
-    state = checkpoint.restore(mngr, run.abstract_state(), data_iter)
-    print(f"Resumed from {mngr.directory}/{mngr.latest_step()}.", flush=True)
-  else:
-    state = run.init_state()
+  try:
+    state = _start_state(run, mngr, data_iter)
+  except BaseException:
+    mngr.close()
+    raise
   if jax.process_index() == 0:
     checkpoint.write_config(workdir, c)
   train_step = step_lib.jit_train_step(
       step_lib.make_train_step(run.model, run.method, dict(c.method.kwargs), run.tx, run.views,
-                               seed=c.seed, schedule=run.schedule), state, run.mesh)
-  writer = MetricWriter(workdir)
+                               seed=c.seed, schedule=run.schedule,
+                               skip_nonfinite=c.train.max_skipped > 0), state, run.mesh)
   first = int(state.step)
+  writer = MetricWriter(workdir, first)
+  monitor = Monitor(first, c.train.max_skipped, int(state.skipped))
   progress = tqdm.tqdm(total=run.total_steps, initial=first, disable=jax.process_index() != 0,
                        dynamic_ncols=True, unit="step")
-  history, tick, scalars = [], time.perf_counter(), {}
+  tick, scalars, logged = time.perf_counter(), {}, first
   try:
-    for step in range(first, run.total_steps):
-      batch = loader.to_global(next(data_iter), run.mesh)
-      state, metrics = train_step(state, batch)
-      if history:
-        # At most two steps in flight: enough to overlap the host's work with the device's;
-        # deeper async queues were seen to slow XLA:CPU steps several-fold.
-        jax.block_until_ready(history[-1])
-      history.append(metrics)
-      done = step + 1
-      if done % c.train.log_every == 0 or done == run.total_steps:
-        scalars = _fetch_mean(history)
-        _check_finite(done, scalars)
-        elapsed = time.perf_counter() - tick
-        scalars["images_per_s"] = len(history) * c.train.global_batch / elapsed
-        scalars["epoch"] = done / run.steps_per_epoch
-        if done % c.train.eval_every == 0 or done == run.total_steps:
-          scalars["val_head_accuracy"] = run.head_accuracy(state)
-        writer.write(done, scalars)
-        progress.set_postfix({k: f"{scalars[k]:.4g}" for k in
-                              ("epoch", "loss", "head_accuracy", "images_per_s")})
-        progress.update(len(history))
-        history, tick = [], time.perf_counter()
-      if done % c.train.checkpoint_every == 0 or done == run.total_steps:
-        checkpoint.save(mngr, done, state, data_iter)
+    with StopSignal() as stop:
+      for step in range(first, run.total_steps):
+        state, metrics = train_step(state, loader.to_global(next(data_iter), run.mesh))
+        monitor.add(metrics)
+        done = step + 1
+        last = done == run.total_steps
+        log = done % c.train.log_every == 0 or last
+        save = done % c.train.checkpoint_every == 0 or last or stop.received is not None
+        if log or save:
+          # Never log or save past a non-finite step: the checkpoints stay good.
+          monitor.check(last_good=mngr.latest_step())
+        if log:
+          scalars = monitor.means()
+          elapsed = time.perf_counter() - tick
+          scalars["images_per_s"] = (done - logged) * c.train.global_batch / elapsed
+          scalars["epoch"] = done / run.steps_per_epoch
+          if monitor.max_skipped:
+            scalars["skipped_steps"] = float(monitor.skipped)
+          if done % c.train.eval_every == 0 or last:
+            scalars["val_head_accuracy"] = run.head_accuracy(state)
+          writer.write(done, scalars)
+          progress.set_postfix({k: f"{scalars[k]:.4g}" for k in
+                                ("epoch", "loss", "head_accuracy", "images_per_s")
+                                if k in scalars})
+          progress.update(done - logged)
+          tick, logged = time.perf_counter(), done
+        if save:
+          checkpoint.save(mngr, done, state, data_iter)
+        if stop.received is not None and not last:
+          mngr.wait_until_finished()
+          name = signal.Signals(stop.received).name
+          progress.write(
+              f"{name} received: stopped after step {done} and saved "
+              f"{mngr.directory / str(done)}. To resume, run the same command again (same "
+              f"--workdir {workdir}).")
+          return {**scalars, "stopped_by": name, "step": float(done)}
   finally:
     progress.close()
     writer.close()

@@ -20,6 +20,7 @@ class TrainState:
   batch_stats: Any
   opt_state: Any
   method_state: Any  # e.g. CorInfoMax's running covariances; {} for stateless methods
+  skipped: jax.Array  # steps whose update was dropped for non-finite values (train.max_skipped)
 
 
 def _init_fn(model, tx, method, *, seed: int, image_shape: tuple[int, int, int]):
@@ -31,7 +32,8 @@ def _init_fn(model, tx, method, *, seed: int, image_shape: tuple[int, int, int])
     method_state = method.init_state(dim.shape[-1]) if method.init_state else {}
     return TrainState(step=jnp.zeros((), jnp.int32), params=params,
                       batch_stats=variables.get("batch_stats", {}),
-                      opt_state=tx.init(params), method_state=method_state)
+                      opt_state=tx.init(params), method_state=method_state,
+                      skipped=jnp.zeros((), jnp.int32))
   return init
 
 

@@ -31,11 +31,16 @@ def head_metrics(logits: jax.Array, labels: jax.Array) -> tuple[jax.Array, jax.A
 
 def make_train_step(model, method, method_kwargs: dict[str, Any],
                     tx: optax.GradientTransformation, views: tuple[augment.ViewAugment, ...], *,
-                    seed: int, schedule: Callable[[jax.Array], jax.Array]):
+                    seed: int, schedule: Callable[[jax.Array], jax.Array],
+                    skip_nonfinite: bool = False):
   """``train_step(state, batch) -> (state, metrics)``, not yet jitted.
 
   ``batch``: ``{"image": uint8 (B, H, W, C), "label": int32 (B,)}``. The two views go through
   the model separately, as in the official code (BatchNorm statistics per view).
+  ``metrics["finite"]`` is 1 when the loss, every term and the gradient norm are finite; with
+  ``skip_nonfinite`` a step where they are not leaves the parameters, optimiser, BatchNorm
+  and method state as they were (the step counter still advances, to the next batch) and
+  counts itself in ``state.skipped``.
   """
   base_key = jax.random.key(seed)
   view_a, view_b = views
@@ -63,8 +68,17 @@ def make_train_step(model, method, method_kwargs: dict[str, Any],
     params = optax.apply_updates(state.params, updates)
     metrics["grad_norm"] = optax.tree.norm(grads)
     metrics["lr"] = schedule(state.step)
+    finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in metrics.values()]))
+    metrics["finite"] = finite.astype(jnp.float32)
     new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
                               opt_state=opt_state, method_state=method_state)
+    if skip_nonfinite:
+      keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
+      new_state = new_state.replace(
+          params=keep(params, state.params), batch_stats=keep(batch_stats, state.batch_stats),
+          opt_state=keep(opt_state, state.opt_state),
+          method_state=keep(method_state, state.method_state),
+          skipped=state.skipped + (~finite).astype(jnp.int32))
     return new_state, metrics
 
   return train_step

@@ -93,6 +93,58 @@ def test_lars_matches_the_official_update():
     np.testing.assert_allclose(p[k], ref[k], rtol=1e-5)
 
 
+def test_clipped_lars_matches_solo_learn():
+  """Two steps of the clipped trust ratio (solo-learn's LARS with clip_lr, the CIFAR recipes)
+  against its PyTorch update written out in NumPy."""
+  import ml_collections  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(1)
+  params = {"w": rng.normal(size=(5, 4)), "b": rng.normal(size=4)}
+  grads = [{"w": rng.normal(size=(5, 4)) * s, "b": rng.normal(size=4)} for s in (1e-3, 10.0)]
+  cfg = ml_collections.ConfigDict(dict(
+      name="lars", lr=0.3, scale_lr_by_batch=False, weight_decay=1e-4, momentum=0.9, eta=0.02,
+      clip_trust_ratio=True, bias_lr=None, warmup_epochs=1.0, end_lr_factor=0.0))
+  tx = optim.make_optimizer(cfg, global_batch=256, total_steps=4, steps_per_epoch=2)
+  schedule = optim.learning_rate(cfg, global_batch=256, total_steps=4, steps_per_epoch=2)
+  p = jax.tree.map(np.asarray, params)
+  s = tx.init(p)
+  for g in grads:
+    updates, s = tx.update(g, s, p)
+    p = optax.apply_updates(p, updates)
+  ref = {k: v.copy() for k, v in params.items()}
+  mu = {k: np.zeros_like(v) for k, v in params.items()}
+  for step, g in enumerate(grads):
+    lr = float(schedule(step))
+    for k in ref:
+      dp = g[k]
+      if ref[k].ndim > 1:
+        p_norm, g_norm = np.linalg.norm(ref[k]), np.linalg.norm(g[k])
+        lars_lr = cfg.eta * p_norm / (g_norm + p_norm * cfg.weight_decay + 1e-8)
+        lars_lr = min(lars_lr / lr, 1.0) if lr > 0 else 1.0
+        dp = (dp + cfg.weight_decay * ref[k]) * lars_lr
+      mu[k] = cfg.momentum * mu[k] + dp
+      ref[k] = ref[k] - lr * mu[k]
+  for k in ref:
+    np.testing.assert_allclose(p[k], ref[k], rtol=1e-5)
+  assert not np.allclose(p["w"], params["w"])
+
+
+def test_bias_lr_scales_only_biases_and_norms():
+  import ml_collections  # pylint: disable=g-import-not-at-top
+  params = {"w": np.ones((3, 2)), "b": np.ones(2)}
+  grads = {"w": np.full((3, 2), 0.5), "b": np.full(2, 0.5)}
+  updates = []
+  for bias_lr in (None, 0.0048):
+    cfg = ml_collections.ConfigDict(dict(
+        name="sgd", lr=0.2, scale_lr_by_batch=False, weight_decay=0.0, momentum=0.0, eta=0.0,
+        clip_trust_ratio=False, bias_lr=bias_lr, warmup_epochs=0.0, end_lr_factor=1.0))
+    tx = optim.make_optimizer(cfg, global_batch=256, total_steps=2, steps_per_epoch=1)
+    updates.append(tx.update(grads, tx.init(params), params)[0])
+  plain, split = updates
+  np.testing.assert_allclose(plain["w"], -0.2 * 0.5)
+  np.testing.assert_allclose(split["w"], plain["w"])
+  np.testing.assert_allclose(split["b"], -0.0048 * 0.5, rtol=1e-6)
+
+
 @pytest.mark.parametrize("key,value,match", [
     ("method.name", "simclr", "config.method.name"),
     ("optim.name", "lamb", "config.optim.name"),

@@ -1,0 +1,121 @@
+"""Every file under configs/: loads, validates, builds its model at the recipe's full size
+(traced at shape, parameter counts against the published architectures), and runs real steps
+in its smoke form; the full CIFAR ResNet-18 recipe runs one real step."""
+
+import importlib.util
+import pathlib
+
+import jax
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from jaxssl import config as config_lib
+from jaxssl.data import source
+from jaxssl.train import loop, state as state_lib, step as step_lib
+from tests.train.test_train import run_steps
+
+CONFIG_DIR = pathlib.Path(__file__).parents[2] / "configs"
+# Each config file with the switch combinations it is tested with.
+CONFIGS = {
+    "vicreg_fashion_mnist": [None],
+    "vicreg_cifar": [None, "cifar100"],
+    "barlow_twins_cifar": [None, "cifar100"],
+    "wmse_cifar": [None, "cifar100"],
+    "corinfomax_cifar": [None, "cifar100"],
+    "info_vicreg_cifar": [None, "cifar100,pairdist"],
+    "vicreg_imagenet": [None],
+    "barlow_twins_imagenet": [None],
+    "corinfomax_imagenet": [None],
+}
+SPLITS = {  # what the named datasets hold: (train examples, image shape, classes)
+    "fashion_mnist_idx": (60000, (28, 28, 1), 10),
+    "cifar10": (50000, (32, 32, 3), 10),
+    "cifar100": (50000, (32, 32, 3), 100),
+    "imagenet2012": (1281167, (None, None, 3), 1000),
+}
+# Backbone parameter counts without the classifier: torchvision's resnet50 (25,557,032 with
+# its 2048x1000 fc) and the CIFAR ResNet-18 (3x3 stem, no max-pool) of solo-learn.
+BACKBONE_PARAMS = {("resnet50", "imagenet"): 23_508_032, ("resnet18", "cifar"): 11_168_832}
+CASES = [(name, arg) for name, args in CONFIGS.items() for arg in args]
+
+
+def load(name: str, arg: str | None):
+  spec = importlib.util.spec_from_file_location(name, CONFIG_DIR / f"{name}.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg)
+
+
+def count(tree) -> int:
+  return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(tree))
+
+
+def test_every_config_file_is_covered():
+  assert sorted(p.stem for p in CONFIG_DIR.glob("*.py")) == sorted(CONFIGS)
+
+
+@pytest.mark.parametrize("name,arg", CASES)
+def test_full_size_config_validates_and_traces(name, arg):
+  c = load(name, arg)
+  config_lib.validate(c, num_devices=8)
+  examples, shape, classes = SPLITS[c.data.name]
+  info = source.SplitInfo(c.data.name, c.data.train_split, examples, shape, classes)
+  r = loop.recipe(c, info)
+  mesh = jax.sharding.Mesh(np.asarray(jax.devices()), ("data",))
+  state = state_lib.abstract_state(r.model, r.tx, r.method, seed=0, image_shape=r.image_shape,
+                                   mesh=mesh)
+  key = (c.model.backbone, c.model.stem)
+  if key in BACKBONE_PARAMS:
+    assert count(state.params["backbone"]) == BACKBONE_PARAMS[key]
+  step = step_lib.jit_train_step(
+      step_lib.make_train_step(r.model, r.method, dict(c.method.kwargs), r.tx, r.views,
+                               seed=0, schedule=r.schedule), state, mesh)
+  batch_shape = (c.train.global_batch, *r.image_shape[:2], shape[-1])
+  batch = {"image": jax.ShapeDtypeStruct(batch_shape, np.uint8),
+           "label": jax.ShapeDtypeStruct((c.train.global_batch,), np.int32)}
+  new_state, metrics = jax.eval_shape(step, state, batch)
+  assert jax.tree.map(lambda a: (a.shape, a.dtype), new_state) == jax.tree.map(
+      lambda a: (a.shape, a.dtype), state)
+  assert metrics["loss"].shape == ()
+  embedding_dim = int(c.model.projector.split("-")[-1])
+  head_in = state.params["head"]["kernel"].shape
+  assert head_in[1] == classes and embedding_dim > 0
+  assert r.total_steps == int(c.train.epochs * (examples // c.train.global_batch))
+
+
+@pytest.mark.parametrize("name", [n for n in CONFIGS if n.endswith("_cifar")])
+def test_cifar_configs_train_in_smoke_form(name):
+  c = load(name, "smoke")
+  with tfds.testing.mock_data(num_examples=128):
+    run = loop.Run(c, "")
+  _, losses, step = run_steps(run, 3)
+  assert np.all(np.isfinite(losses)), losses
+  assert step._cache_size() == 1
+
+
+def test_full_cifar_resnet18_recipe_takes_a_real_step():
+  c = load("vicreg_cifar", None)
+  c.train.global_batch = 16
+  with tfds.testing.mock_data(num_examples=64):
+    run = loop.Run(c, "")
+  state, losses, _ = run_steps(run, 1)
+  assert np.isfinite(losses[0])
+  assert count(state.params["projector"]) == 512 * 2048 + 2 * 2048 * 2048 + 4 * 2048
+
+
+def test_imagenet_configs_say_the_pipeline_cannot_train_them_yet():
+  c = load("vicreg_imagenet", None)
+  with tfds.testing.mock_data(num_examples=16), pytest.raises(source.DatasetError,
+                                                              match="varying size"):
+    loop.Run(c, "")
+
+
+@pytest.mark.parametrize("name,arg,match", [
+    ("vicreg_cifar", "cifar1000", r"cifar1000.*cifar10, cifar100, smoke"),
+    ("vicreg_imagenet", "cifar100", r"cifar100"),
+    ("info_vicreg_cifar", "logdet,pairdist", "one entropy estimator"),
+])
+def test_bad_switches_are_named(name, arg, match):
+  with pytest.raises(ValueError, match=match):
+    load(name, arg)
