@@ -1,6 +1,6 @@
 """Renders benchmark JSON files as the Markdown tables of the README.
 
-  python bench/table.py bench/results/losses.json [more.json ...]
+  python bench/table.py bench/results/losses.json bench/results/ica.json
 """
 
 import json
@@ -28,8 +28,27 @@ def losses_table(result):
   return "\n".join(lines)
 
 
+def ica_table(result):
+  machine = result["machine"]
+  lines = [
+      f"{machine['device']}; jax {machine['jax']}, scikit-learn {machine['sklearn']}; "
+      f"N = {result['settings']['n']}, seed {result['settings']['seed']}",
+      "",
+      "| k | sources | VCReg Amari | FastICA Amari | VCReg s | FastICA s |",
+      "|---:|---|---:|---:|---:|---:|",
+  ]
+  for r in result["rows"]:
+    lines.append(f"| {r['k']} | {r['sources']} | {r['vcreg_amari']:.4f} | "
+                 f"{r['fastica_amari']:.4f} | {r['vcreg_s']:.1f} | {r['fastica_s']:.2f} |")
+  return "\n".join(lines)
+
+
+TABLES = {"losses": losses_table, "ica": ica_table}
+
 if __name__ == "__main__":
   for path in sys.argv[1:]:
+    result = json.load(open(path))
+    kind = "ica" if "fastica_amari" in result["rows"][0] else "losses"
     print(f"<!-- {path} -->")
-    print(losses_table(json.load(open(path))))
+    print(TABLES[kind](result))
     print()
