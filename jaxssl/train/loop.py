@@ -137,6 +137,17 @@ class StopSignal:
       signal.signal(sig, handler)
 
 
+def _progress_keys(scalars: dict[str, float]) -> list[str]:
+  """What the progress bar shows: epoch, the loss and its terms, the probe, throughput."""
+  terms = [k for k in scalars if k not in _NOT_LOSS_TERMS]
+  shown = ["epoch", "loss", *sorted(terms), "head_accuracy", "images_per_s"]
+  return [k for k in shown if k in scalars]
+
+
+_NOT_LOSS_TERMS = {"epoch", "loss", "lr", "grad_norm", "head_loss", "head_accuracy",
+                   "images_per_s", "skipped_steps", "val_head_accuracy"}
+
+
 def _truncate_metrics(workdir: pathlib.Path, step: int) -> None:
   """Drop the log lines after ``step`` (written before a crash, to be written again)."""
   path = workdir / METRICS_FILE
@@ -303,9 +314,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
           if done % c.train.eval_every == 0 or last:
             scalars["val_head_accuracy"] = run.head_accuracy(state)
           writer.write(done, scalars)
-          progress.set_postfix({k: f"{scalars[k]:.4g}" for k in
-                                ("epoch", "loss", "head_accuracy", "images_per_s")
-                                if k in scalars})
+          progress.set_postfix({k: f"{scalars[k]:.4g}" for k in _progress_keys(scalars)})
           progress.update(done - logged)
           tick, logged = time.perf_counter(), done
         if save:

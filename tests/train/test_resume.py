@@ -81,6 +81,10 @@ def reference(fmnist_data_dir, tmp_path_factory):
   workdir = tmp_path_factory.mktemp("uninterrupted")
   result = run(workdir, fmnist_data_dir)
   assert result.returncode == 0, result.stderr[-3000:]
+  # The progress bar shows the epoch, the loss and its terms, the probe and the throughput.
+  for shown in ("epoch=", "loss=", "invariance=", "variance=", "covariance=",
+                "head_accuracy=", "images_per_s="):
+    assert shown in result.stderr, shown
   return workdir, final(workdir)
 
 
