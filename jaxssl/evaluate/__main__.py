@@ -1,10 +1,15 @@
 """``python -m jaxssl.evaluate --workdir DIR [--step N] [--out DIR]``: probes, k-NN, RankMe of
 a pretrained run against a randomly initialised encoder; writes eval.json, report.md, PNGs."""
 
+import sys
+
 from absl import app, flags, logging
 
+from jaxssl.config import ConfigError
+from jaxssl.data.source import DatasetError
 from jaxssl.evaluate import report
 from jaxssl.evaluate.run import evaluate
+from jaxssl.train.checkpoint import CheckpointError
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "The run directory (python -m jaxssl.train).")
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")
@@ -18,8 +23,12 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   logging.set_verbosity(logging.WARNING)
-  summary = evaluate(_WORKDIR.value, step=_STEP.value, out_dir=_OUT.value,
-                     random_baseline=_BASELINE.value)
+  try:
+    summary = evaluate(_WORKDIR.value, step=_STEP.value, out_dir=_OUT.value,
+                       random_baseline=_BASELINE.value)
+  except (ConfigError, DatasetError, CheckpointError) as err:
+    print(f"error: {err}", file=sys.stderr)
+    sys.exit(1)
   print(f"\nStep {summary['step']} of {summary['workdir']}, test split of "
         f"{summary['dataset']} ({summary['test_examples']} examples):\n")
   print(report.table(summary["results"]))

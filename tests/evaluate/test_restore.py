@@ -62,3 +62,13 @@ def test_missing_and_corrupt_checkpoints_are_reported(tiny_run, tmp_path):
       f.write_bytes(b"garbage")
   with pytest.raises(checkpoint.CheckpointError, match="checkpoints/6"):
     evaluate.load_encoder(tmp_path / "run")
+
+
+def test_cli_reports_a_missing_run_without_a_traceback(tmp_path):
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  result = subprocess.run([sys.executable, "-m", "jaxssl.evaluate", "--workdir", str(tmp_path)],
+                          capture_output=True, text=True, timeout=300, check=False)
+  assert result.returncode == 1
+  assert "not a jaxssl run directory" in result.stderr
+  assert "Traceback" not in result.stderr
