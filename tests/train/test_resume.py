@@ -95,9 +95,12 @@ def test_sigkill_mid_run_resumes_to_the_same_run(reference, fmnist_data_dir, tmp
   assert proc.returncode == -signal.SIGKILL
   killed_at = logged_steps(tmp_path)[-1]["step"]
   assert killed_at < STEPS, "the kill came too late to test anything"
+  # The latest complete checkpoint: the one at or before the kill, or the one before that if
+  # the kill came while its asynchronous save was still being written.
+  resumed = max(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit())
+  assert killed_at - killed_at % EVERY - EVERY <= resumed <= killed_at, (resumed, killed_at)
   result = run(tmp_path, fmnist_data_dir)
   assert result.returncode == 0, result.stderr[-3000:]
-  resumed = killed_at - killed_at % EVERY
   assert f"Resumed from {tmp_path / 'checkpoints' / str(resumed)}" in result.stdout
   assert_same_run(tmp_path, reference[1])
 
