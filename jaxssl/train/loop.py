@@ -300,7 +300,9 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
         done = step + 1
         last = done == run.total_steps
         log = done % c.train.log_every == 0 or last
-        save = done % c.train.checkpoint_every == 0 or last or stop.received is not None
+        # Read the flag once: a signal arriving later in this step is handled after the next.
+        stopping = stop.received is not None and not last
+        save = done % c.train.checkpoint_every == 0 or last or stopping
         if log or save:
           # Never log or save past a non-finite step: the checkpoints stay good.
           monitor.check(last_good=mngr.latest_step())
@@ -319,7 +321,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
           tick, logged = time.perf_counter(), done
         if save:
           checkpoint.save(mngr, done, state, data_iter)
-        if stop.received is not None and not last:
+        if stopping:
           mngr.wait_until_finished()
           name = signal.Signals(stop.received).name
           progress.write(
