@@ -181,9 +181,10 @@ def default_width(k: int) -> int:
   return int(min(64, max(8, 256 // k)))
 
 
-def fit(x: np.ndarray, *, width: int | None = None, steps: int = 1000, batch_size: int | None = 4096,
-        learning_rate: float = 0.02, train_projector: bool = True, cross_only: bool = False,
-        std_coeff: float = 25.0, seed: int = 0) -> ICAResult:
+def fit(x: np.ndarray, *, width: int | None = None, steps: int = 1000,
+        batch_size: int | None = 4096, learning_rate: float = 0.02,
+        train_projector: bool = True, cross_only: bool = False, std_coeff: float = 25.0,
+        seed: int = 0) -> ICAResult:
   """Unmix ``x`` (``(N, k)`` mixtures) by minimising VCReg of ``h(W x)``, with Adam over
   ``steps`` minibatches of ``batch_size`` rows (``None``: the whole data each step).
   ``width``: features per component (default :func:`default_width`)."""

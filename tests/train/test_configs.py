@@ -78,9 +78,10 @@ def test_full_size_config_validates_and_traces(name, arg):
   assert jax.tree.map(lambda a: (a.shape, a.dtype), new_state) == jax.tree.map(
       lambda a: (a.shape, a.dtype), state)
   assert metrics["loss"].shape == ()
-  embedding_dim = int(c.model.projector.split("-")[-1])
-  head_in = state.params["head"]["kernel"].shape
-  assert head_in[1] == classes and embedding_dim > 0
+  widths = [int(w) for w in c.model.projector.split("-")]
+  last = state.params["projector"][f"Dense_{len(widths) - 1}"]["kernel"]
+  assert last.shape[-1] == widths[-1]  # the embedding width the method's loss sees
+  assert state.params["head"]["kernel"].shape[1] == classes
   assert r.total_steps == int(c.train.epochs * (examples // c.train.global_batch))
 
 

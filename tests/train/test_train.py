@@ -65,6 +65,30 @@ def test_one_and_eight_devices_give_the_same_step(fmnist_data_dir):
                params_1, params_8)
 
 
+def run_optax(tx, params, grads):
+  """``params`` after one ``tx`` update per gradient in ``grads``."""
+  p = jax.tree.map(np.asarray, params)
+  s = tx.init(p)
+  for g in grads:
+    updates, s = tx.update(g, s, p)
+    p = optax.apply_updates(p, updates)
+  return p
+
+
+def torch_lars_reference(params, grads, lrs, momentum, adapt):
+  """The PyTorch LARS loop written out in NumPy: ``adapt(p, g, lr)`` turns the gradient of a
+  weight matrix into its update direction (biases and norms, ``ndim <= 1``, keep theirs, as
+  ``exclude_bias_and_norm`` does); then momentum, then the learning rate."""
+  ref = {k: v.copy() for k, v in params.items()}
+  mu = {k: np.zeros_like(v) for k, v in params.items()}
+  for lr, g in zip(lrs, grads):
+    for k in ref:
+      dp = adapt(ref[k], g[k], lr) if ref[k].ndim > 1 else g[k]
+      mu[k] = momentum * mu[k] + dp
+      ref[k] = ref[k] - lr * mu[k]
+  return ref
+
+
 def test_lars_matches_the_official_update():
   """Two steps of optax LARS against the official PyTorch LARS written out in NumPy."""
   rng = np.random.default_rng(0)
@@ -73,22 +97,14 @@ def test_lars_matches_the_official_update():
   lrs, wd, momentum, eta = [0.1, 0.3], 1e-2, 0.9, 0.001
   tx = optim.lars(lambda step: np.asarray(lrs)[step], weight_decay=wd, momentum=momentum,
                   eta=eta)
-  p, s = jax.tree.map(np.asarray, params), None
-  s = tx.init(p)
-  for g in grads:
-    updates, s = tx.update(g, s, p)
-    p = optax.apply_updates(p, updates)
-  ref = {k: v.copy() for k, v in params.items()}
-  mu = {k: np.zeros_like(v) for k, v in params.items()}
-  for lr, g in zip(lrs, grads):
-    for k in ref:
-      dp = g[k]
-      if ref[k].ndim > 1:  # exclude_bias_and_norm
-        dp = dp + wd * ref[k]
-        ratio = eta * np.linalg.norm(ref[k]) / np.linalg.norm(dp)
-        dp = dp * ratio
-      mu[k] = momentum * mu[k] + dp
-      ref[k] = ref[k] - lr * mu[k]
+  p = run_optax(tx, params, grads)
+
+  def adapt(w, g, lr):
+    del lr
+    dp = g + wd * w
+    return dp * eta * np.linalg.norm(w) / np.linalg.norm(dp)
+
+  ref = torch_lars_reference(params, grads, lrs, momentum, adapt)
   for k in ref:
     np.testing.assert_allclose(p[k], ref[k], rtol=1e-5)
 
@@ -105,24 +121,16 @@ def test_clipped_lars_matches_solo_learn():
       clip_trust_ratio=True, bias_lr=None, warmup_epochs=1.0, end_lr_factor=0.0))
   tx = optim.make_optimizer(cfg, global_batch=256, total_steps=4, steps_per_epoch=2)
   schedule = optim.learning_rate(cfg, global_batch=256, total_steps=4, steps_per_epoch=2)
-  p = jax.tree.map(np.asarray, params)
-  s = tx.init(p)
-  for g in grads:
-    updates, s = tx.update(g, s, p)
-    p = optax.apply_updates(p, updates)
-  ref = {k: v.copy() for k, v in params.items()}
-  mu = {k: np.zeros_like(v) for k, v in params.items()}
-  for step, g in enumerate(grads):
-    lr = float(schedule(step))
-    for k in ref:
-      dp = g[k]
-      if ref[k].ndim > 1:
-        p_norm, g_norm = np.linalg.norm(ref[k]), np.linalg.norm(g[k])
-        lars_lr = cfg.eta * p_norm / (g_norm + p_norm * cfg.weight_decay + 1e-8)
-        lars_lr = min(lars_lr / lr, 1.0) if lr > 0 else 1.0
-        dp = (dp + cfg.weight_decay * ref[k]) * lars_lr
-      mu[k] = cfg.momentum * mu[k] + dp
-      ref[k] = ref[k] - lr * mu[k]
+  p = run_optax(tx, params, grads)
+
+  def adapt(w, g, lr):
+    p_norm, g_norm = np.linalg.norm(w), np.linalg.norm(g)
+    lars_lr = cfg.eta * p_norm / (g_norm + p_norm * cfg.weight_decay + 1e-8)
+    lars_lr = min(lars_lr / lr, 1.0) if lr > 0 else 1.0
+    return (g + cfg.weight_decay * w) * lars_lr
+
+  lrs = [float(schedule(step)) for step in range(len(grads))]
+  ref = torch_lars_reference(params, grads, lrs, cfg.momentum, adapt)
   for k in ref:
     np.testing.assert_allclose(p[k], ref[k], rtol=1e-5)
   assert not np.allclose(p["w"], params["w"])
