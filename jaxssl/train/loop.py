@@ -3,7 +3,6 @@ step, log, evaluate the online probe, checkpoint."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import pathlib
@@ -19,10 +18,9 @@ import numpy as np
 import tqdm
 
 from jaxssl import config as config_lib
-from jaxssl import distributed, methods
+from jaxssl import distributed
 from jaxssl.data import loader, source
-from jaxssl.models import model_from_config
-from jaxssl.train import checkpoint, optim, state as state_lib, step as step_lib
+from jaxssl.train import checkpoint, recipe as recipe_lib, state as state_lib, step as step_lib
 
 
 METRICS_FILE = "metrics.jsonl"
@@ -159,34 +157,6 @@ def _truncate_metrics(workdir: pathlib.Path, step: int) -> None:
     path.write_text("".join(keep), encoding="utf-8")
 
 
-@dataclasses.dataclass(frozen=True)
-class Recipe:
-  """What a config builds once the training split is known: no data, no devices."""
-  views: tuple
-  image_shape: tuple[int, int, int]
-  steps_per_epoch: int
-  total_steps: int
-  method: methods.Method
-  model: Any
-  schedule: Any
-  tx: Any
-
-
-def recipe(c: ml_collections.ConfigDict, info: source.SplitInfo) -> Recipe:
-  """The model, method, schedule and optimiser of config ``c`` for training on ``info``."""
-  views = config_lib.views(c)
-  image_shape = (views[0].out_size, views[0].out_size, info.image_shape[-1])
-  steps_per_epoch = max(info.num_examples // c.train.global_batch, 1)
-  total_steps = c.train.steps or int(c.train.epochs * steps_per_epoch)
-  method = methods.get_method(c.method.name)
-  model = model_from_config(c.model, info.num_classes, probe_gradient=method.supervised)
-  kwargs = dict(global_batch=c.train.global_batch, total_steps=total_steps,
-                steps_per_epoch=steps_per_epoch)
-  tx = optim.with_probe(optim.make_optimizer(c.optim, **kwargs), c.probe, method.supervised)
-  return Recipe(views, image_shape, steps_per_epoch, total_steps, method, model,
-                optim.learning_rate(c.optim, **kwargs), tx)
-
-
 class Run:
   """Everything a run is built from its config: data, model, method, optimiser, state."""
 
@@ -206,7 +176,7 @@ class Run:
           f"{c.data.name!r} has images of varying size; the training pipeline crops on the "
           "device and needs one image size (Fashion-MNIST, CIFAR, ...). Host-side JPEG "
           "decoding and cropping for ImageNet-style datasets is not built yet.")
-    r = recipe(c, self.train_info)
+    r = recipe_lib.recipe(c, self.train_info)
     self.views, self.image_shape = r.views, r.image_shape
     self.steps_per_epoch, self.total_steps = r.steps_per_epoch, r.total_steps
     self.method, self.model, self.schedule, self.tx = r.method, r.model, r.schedule, r.tx

@@ -29,21 +29,19 @@ def head_metrics(logits: jax.Array, labels: jax.Array) -> tuple[jax.Array, jax.A
   return loss, jnp.mean(jnp.argmax(logits, -1) == labels)
 
 
-def make_train_step(model, method, method_kwargs: dict[str, Any],
-                    tx: optax.GradientTransformation, views: tuple[augment.ViewAugment, ...], *,
-                    seed: int, schedule: Callable[[jax.Array], jax.Array],
-                    skip_nonfinite: bool = False):
-  """``train_step(state, batch) -> (state, metrics)``, not yet jitted.
+def make_update(model, method, method_kwargs: dict[str, Any],
+                tx: optax.GradientTransformation, *, seed: int,
+                schedule: Callable[[jax.Array], jax.Array], skip_nonfinite: bool = False):
+  """``update(state, x_a, x_b, labels) -> (state, metrics)``, not yet jitted: the step on two
+  views that are already augmented and normalised (float ``(B, H, W, C)`` each).
 
-  ``batch``: ``{"image": uint8 (B, H, W, C), "label": int32 (B,)}``. The two views go through
-  the model separately, as in the official code (BatchNorm statistics per view).
-  ``metrics["finite"]`` is 1 when the loss, every term and the gradient norm are finite; with
-  ``skip_nonfinite`` a step where they are not leaves the parameters, optimiser, BatchNorm
-  and method state as they were (the step counter still advances, to the next batch) and
-  counts itself in ``state.skipped``.
+  The two views go through the model separately, as in the official code (BatchNorm
+  statistics per view). ``metrics["finite"]`` is 1 when the loss, every term and the gradient
+  norm are finite; with ``skip_nonfinite`` a step where they are not leaves the parameters,
+  optimiser, BatchNorm and method state as they were (the step counter still advances, to the
+  next batch) and counts itself in ``state.skipped``.
   """
   base_key = jax.random.key(seed)
-  view_a, view_b = views
 
   def loss_fn(params, state: TrainState, x_a, x_b, labels, key):
     variables = {"params": params, "batch_stats": state.batch_stats}
@@ -59,11 +57,11 @@ def make_train_step(model, method, method_kwargs: dict[str, Any],
     # trains the head alone; supervised methods (VCReg) train the backbone through it.
     return loss + head_loss, (metrics, updates["batch_stats"], method_state)
 
-  def train_step(state: TrainState, batch: dict[str, jax.Array]) -> tuple[TrainState, Metrics]:
-    key_aug, key_loss = jax.random.split(jax.random.fold_in(base_key, state.step))
-    x_a, x_b = augment.two_views(key_aug, images_to_float(batch["image"]), view_a, view_b)
+  def update(state: TrainState, x_a: jax.Array, x_b: jax.Array,
+             labels: jax.Array) -> tuple[TrainState, Metrics]:
+    key_loss = step_keys(base_key, state.step)[1]
     grads, (metrics, batch_stats, method_state) = jax.grad(loss_fn, has_aux=True)(
-        state.params, state, x_a, x_b, batch["label"], key_loss)
+        state.params, state, x_a, x_b, labels, key_loss)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     metrics["grad_norm"] = optax.tree.norm(grads)
@@ -80,6 +78,32 @@ def make_train_step(model, method, method_kwargs: dict[str, Any],
           method_state=keep(method_state, state.method_state),
           skipped=state.skipped + (~finite).astype(jnp.int32))
     return new_state, metrics
+
+  return update
+
+
+def step_keys(base_key: jax.Array, step: jax.Array) -> jax.Array:
+  """The step's two keys, ``[augmentation, loss]``: a function of the seed and step alone,
+  so a resumed run draws what the uninterrupted one would have."""
+  return jax.random.split(jax.random.fold_in(base_key, step))
+
+
+def make_train_step(model, method, method_kwargs: dict[str, Any],
+                    tx: optax.GradientTransformation, views: tuple[augment.ViewAugment, ...], *,
+                    seed: int, schedule: Callable[[jax.Array], jax.Array],
+                    skip_nonfinite: bool = False):
+  """``train_step(state, batch) -> (state, metrics)``, not yet jitted: both views drawn on
+  the device from ``batch = {"image": uint8 (B, H, W, C), "label": int32 (B,)}``, then
+  :func:`make_update`'s step on them."""
+  base_key = jax.random.key(seed)
+  view_a, view_b = views
+  update = make_update(model, method, method_kwargs, tx, seed=seed, schedule=schedule,
+                       skip_nonfinite=skip_nonfinite)
+
+  def train_step(state: TrainState, batch: dict[str, jax.Array]) -> tuple[TrainState, Metrics]:
+    key_aug = step_keys(base_key, state.step)[0]
+    x_a, x_b = augment.two_views(key_aug, images_to_float(batch["image"]), view_a, view_b)
+    return update(state, x_a, x_b, batch["label"])
 
   return train_step
 

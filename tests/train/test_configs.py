@@ -12,7 +12,7 @@ import tensorflow_datasets as tfds
 
 from jaxssl import config as config_lib
 from jaxssl.data import source
-from jaxssl.train import loop, state as state_lib, step as step_lib
+from jaxssl.train import loop, recipe as recipe_lib, state as state_lib, step as step_lib
 from tests.train.test_train import run_steps
 
 CONFIG_DIR = pathlib.Path(__file__).parents[2] / "configs"
@@ -61,7 +61,7 @@ def test_full_size_config_validates_and_traces(name, arg):
   config_lib.validate(c, num_devices=8)
   examples, shape, classes = SPLITS[c.data.name]
   info = source.SplitInfo(c.data.name, c.data.train_split, examples, shape, classes)
-  r = loop.recipe(c, info)
+  r = recipe_lib.recipe(c, info)
   mesh = jax.sharding.Mesh(np.asarray(jax.devices()), ("data",))
   state = state_lib.abstract_state(r.model, r.tx, r.method, seed=0, image_shape=r.image_shape,
                                    mesh=mesh)
