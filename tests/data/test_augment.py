@@ -145,3 +145,20 @@ def test_bad_configs_and_shapes_are_refused():
   with pytest.raises(ValueError, match="mean has 3 entries for images with 1 channels"):
     aug.augment_batch(jax.random.key(0), _image(32, channels=1)[None],
                       aug.ViewAugment(out_size=32))
+
+
+@pytest.mark.parametrize("height,width,size,sigma", [(24, 24, 7, 2.0), (9, 5, 5, 0.8),
+                                                     (40, 33, 23, 1.3)])
+def test_gaussian_blur_matches_a_numpy_reference(height, width, size, sigma):
+  image = np.random.default_rng(0).random((height, width, 3)).astype(np.float32)
+  radius = size // 2
+  kernel = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
+  kernel /= kernel.sum()
+  padded = np.pad(image.astype(np.float64), ((radius,) * 2, (radius,) * 2, (0, 0)),
+                  mode="reflect")
+  expected = np.zeros(image.shape)
+  for i in range(height):
+    for j in range(width):
+      window = padded[i:i + size, j:j + size]
+      expected[i, j] = np.einsum("h,w,hwc->c", kernel, kernel, window)
+  np.testing.assert_allclose(aug.gaussian_blur(image, sigma, size), expected, atol=2e-6)
