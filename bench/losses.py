@@ -19,7 +19,6 @@ import json
 import pathlib
 import platform
 import statistics
-import sys
 import time
 
 import jax
@@ -28,100 +27,14 @@ import numpy as np
 
 from jaxssl import losses
 
-try:
-  import torch
-except ImportError:  # pragma: no cover
-  sys.exit("bench/losses.py compares against PyTorch: pip install torch (the CPU build).")
+import torch_reference as ref
+from torch_reference import torch
 
 # The PyTorch side runs where JAX's default backend runs: CUDA when JAX sees a GPU.
 TORCH_DEVICE = "cuda" if jax.default_backend() == "gpu" and torch.cuda.is_available() else "cpu"
 
 TWO_VIEW_SIZES = [(256, 2048), (512, 8192), (2048, 8192)]
 SMALL_DIM_SIZES = [(512, 64), (512, 128), (1536, 512)]  # CorInfoMax and W-MSE embeddings
-
-
-# ---- PyTorch: the official formulas ------------------------------------------------------
-
-def _torch_offdiag(m):
-  n = m.shape[0]
-  return m.flatten()[:-1].view(n - 1, n + 1)[:, 1:].flatten()
-
-
-def torch_vicreg(x, y, sim=25.0, std=25.0, cov=1.0):
-  """facebookresearch/vicreg main_vicreg.py VICReg.forward, after the all-gather."""
-  n, d = x.shape
-  repr_loss = torch.nn.functional.mse_loss(x, y)
-  x = x - x.mean(dim=0)
-  y = y - y.mean(dim=0)
-  std_x = torch.sqrt(x.var(dim=0) + 0.0001)
-  std_y = torch.sqrt(y.var(dim=0) + 0.0001)
-  std_loss = (torch.mean(torch.relu(1 - std_x)) / 2 + torch.mean(torch.relu(1 - std_y)) / 2)
-  cov_x = (x.T @ x) / (n - 1)
-  cov_y = (y.T @ y) / (n - 1)
-  cov_loss = (_torch_offdiag(cov_x).pow_(2).sum().div(d)
-              + _torch_offdiag(cov_y).pow_(2).sum().div(d))
-  return sim * repr_loss + std * std_loss + cov * cov_loss
-
-
-def torch_barlow(z1, z2, lambd=0.0051):
-  """facebookresearch/barlowtwins main.py BarlowTwins.forward."""
-  bn = lambda z: torch.nn.functional.batch_norm(z, None, None, training=True, eps=1e-5)
-  c = bn(z1).T @ bn(z2) / z1.shape[0]
-  on_diag = torch.diagonal(c).add_(-1).pow_(2).sum()
-  off_diag = _torch_offdiag(c).pow_(2).sum()
-  return on_diag + lambd * off_diag
-
-
-def _torch_whiten(x):
-  """htdt/self-supervised Whitening2d.forward (eps 0) for a (w, D) block."""
-  xn = x - x.mean(0)
-  f_cov = xn.T @ xn / (x.shape[0] - 1)
-  eye = torch.eye(x.shape[1], dtype=x.dtype, device=x.device)
-  inv_sqrt = torch.linalg.solve_triangular(torch.linalg.cholesky(f_cov), eye, upper=False)
-  return xn @ inv_sqrt.T
-
-
-def torch_wmse(h1, h2, w_size):
-  """htdt/self-supervised W-MSE forward: whitened sub-batches, normalised MSE."""
-  bs = h1.shape[0]
-  perm = torch.randperm(bs, device=h1.device).view(-1, w_size)
-  z1, z2 = torch.empty_like(h1), torch.empty_like(h2)
-  for idx in perm:
-    z1[idx], z2[idx] = _torch_whiten(h1[idx]), _torch_whiten(h2[idx])
-  z1, z2 = torch.nn.functional.normalize(z1), torch.nn.functional.normalize(z2)
-  return 2 - 2 * (z1 * z2).sum(dim=-1).mean()
-
-
-class TorchCorInfoMax:
-  """serdarozsoy/corinfomax-ssl CovarianceLoss (float64 state) + the invariance term."""
-
-  def __init__(self, d, alpha=250.0, la=0.01, eps=1e-8):
-    f64 = {"dtype": torch.float64, "device": TORCH_DEVICE}
-    self.r = [torch.eye(d, **f64) for _ in range(2)]
-    self.mu = [torch.zeros(d, **f64) for _ in range(2)]
-    self.alpha, self.la, self.eps = alpha, la, eps * torch.eye(d, **f64)
-
-  def __call__(self, z1, z2):
-    z1, z2 = torch.nn.functional.normalize(z1), torch.nn.functional.normalize(z2)
-    n, d = z1.shape
-    logdets = []
-    for i, z in enumerate((z1, z2)):
-      mu = self.la * self.mu[i] + (1 - self.la) * z.mean(0)
-      z_hat = z - mu
-      r = self.la * self.r[i] + (1 - self.la) * (z_hat.T @ z_hat) / n
-      logdets.append(torch.logdet(r + self.eps))
-      self.r[i], self.mu[i] = r.detach(), mu.detach()
-    cov_loss = -(logdets[0] + logdets[1]) / d
-    return self.alpha * torch.nn.functional.mse_loss(z1, z2) + cov_loss
-
-
-def torch_info_vicreg_logdet(z1, z2):
-  """LogDet entropy in feature space: 0.5 logdet(I + C), C the D x D covariance."""
-  def entropy(z):
-    zc = z - z.mean(0)
-    c = zc.T @ zc / (z.shape[0] - 1)
-    return 0.5 * torch.logdet(torch.eye(z.shape[1], device=z.device) + c)
-  return torch.nn.functional.mse_loss(z1, z2) - (entropy(z1) + entropy(z2)) / 2
 
 
 # ---- the FLOP floors (forward + backward of the cheapest exact form) --------------------
@@ -195,19 +108,19 @@ def cases(quick):
   two_view = TWO_VIEW_SIZES[:2] if quick else TWO_VIEW_SIZES
   small = SMALL_DIM_SIZES[:2] if quick else SMALL_DIM_SIZES
   for n, d in two_view:
-    yield "vicreg", n, d, None, lambda a, b: losses.vicreg(a, b)[0], torch_vicreg
-    yield "barlow_twins", n, d, None, lambda a, b: losses.barlow_twins(a, b)[0], torch_barlow
+    yield "vicreg", n, d, None, lambda a, b: losses.vicreg(a, b)[0], ref.torch_vicreg
+    yield "barlow_twins", n, d, None, lambda a, b: losses.barlow_twins(a, b)[0], ref.torch_barlow
     yield ("info_vicreg", n, d, None, lambda a, b: losses.info_vicreg(a, b)[0],
-           torch_info_vicreg_logdet)
+           ref.torch_info_vicreg_logdet)
   for n, d in small:
     state = losses.corinfomax_init(d)
     yield ("corinfomax", n, d, None, lambda a, b, s=state: losses.corinfomax(s, a, b)[0],
-           TorchCorInfoMax(d))
+           ref.TorchCorInfoMax(d, device=TORCH_DEVICE))
     # Sub-batches of twice the embedding size as in the official recipe, where they divide N.
     w = 2 * d if n % (2 * d) == 0 else n // 2
     key = jax.random.key(0)
     yield ("wmse", n, d, w, lambda a, b, w=w: losses.wmse(a, b, w_size=w, key=key)[0],
-           lambda a, b, w=w: torch_wmse(a, b, w))
+           lambda a, b, w=w: ref.torch_wmse(a, b, w))
 
 
 def main():

@@ -1,6 +1,7 @@
 """Renders benchmark JSON files as the Markdown tables of the README.
 
-  python bench/table.py bench/results/losses.json bench/results/ica.json
+  python bench/table.py bench/results/losses.json bench/results/ica.json \
+      bench/results/train_step_cpu.json
 """
 
 import json
@@ -43,12 +44,41 @@ def ica_table(result):
   return "\n".join(lines)
 
 
-TABLES = {"losses": losses_table, "ica": ica_table}
+def train_step_table(result):
+  st = result["settings"]
+  first = result["results"][0]
+  versions = ", ".join(f"{k} {first[k]}" for k in ("jax", "torch") if k in first)
+  torch_versions = {r["torch"] for r in result["results"] if "torch" in r}
+  lines = [
+      f"{', '.join(result['machine']['devices'])}; ResNet-{st['depth']} ({st['stem']} stem) at "
+      f"{st['size']}x{st['size']}, projector {st['projector']}, VICReg + LARS; {versions}"
+      f"{', torch ' + ', '.join(sorted(torch_versions)) if torch_versions else ''}; "
+      f"{result['machine']['date']}",
+      "",
+      "| variant | step | images | ms | images/s | MFU | SSL overhead |",
+      "|---|---|---:|---:|---:|---:|---:|",
+  ]
+  for r in result["results"]:
+    for row, m in r["rows"].items():
+      mfu = f"{100 * m['mfu']:.1f}%" if m.get("mfu") else "-"
+      overhead = f"{r['ssl_overhead']:.3f}" if row == "step" and "ssl_overhead" in r else ""
+      lines.append(f"| {r['label']} | {row} | {m['images']} | {ms(1e3 * m['seconds'])} | "
+                   f"{m['images_per_s']:,.1f} | {mfu} | {overhead} |")
+  return "\n".join(lines)
+
+
+TABLES = {"losses": losses_table, "ica": ica_table, "train_step": train_step_table}
+
+
+def kind_of(result):
+  if "suite" in result:
+    return "train_step"
+  return "ica" if "fastica_amari" in result["rows"][0] else "losses"
 
 if __name__ == "__main__":
   for path in sys.argv[1:]:
     result = json.load(open(path))
-    kind = "ica" if "fastica_amari" in result["rows"][0] else "losses"
+    kind = kind_of(result)
     print(f"<!-- {path} -->")
     print(TABLES[kind](result))
     print()

@@ -1,0 +1,435 @@
+"""The train step, side by side: jaxssl's VICReg step against the same model and step in
+PyTorch, on the same machine in the same run, plus the SSL-overhead ratio (the VICReg step's
+time per view image over a supervised step's time per image, same backbone and optimiser).
+
+  python bench/train_step.py                 # CPU: CIFAR ResNet-18, batch 2 x 64
+  python bench/train_step.py --suite gpu     # GPU: ResNet-50 at 224, bfloat16
+  python bench/train_step.py --quick         # fewer variants and repetitions
+
+Suites:
+  cpu  ResNet-18 with the CIFAR stem at 32x32, projector 2048-2048-2048, two views of 64
+       images, LARS (configs/vicreg_cifar.py with the official VICReg LARS). Variants: the
+       number of XLA CPU devices (one, or one per core with the batch split between them),
+       float32 / bfloat16, and PyTorch with 2 threads in both memory formats.
+  gpu  ResNet-50 at 224x224, projector 8192-8192-8192, bfloat16 (configs/vicreg_imagenet.py),
+       per-device batches of 128 and 256 per view; images/s and model FLOP utilisation against
+       this chip's measured bfloat16 matmul rate. PyTorch runs the same step with bfloat16
+       autocast and channels-last.
+
+Every variant runs in its own subprocess (XLA's device count is fixed at start-up, and the two
+frameworks must not share a thread pool or GPU memory); the parent prints the table and writes
+JSON. Times are medians over repetitions after warm-up; jit compile time is reported apart.
+Rows: "step" is model + loss + backward + optimiser on views already on the device; "step +
+aug" is jaxssl's real train step, which also draws both views on the device (random crop and
+the photometric ops on CPU; on GPU the host has cropped and the device does the rest).
+Needs PyTorch (a benchmark-only extra: `pip install torch`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+SUITES = {
+    "cpu": dict(config="vicreg_cifar", arg="cifar10", depth=18, stem="cifar", size=32,
+                projector="2048-2048-2048", classes=10, batches=[64], reps=5),
+    "gpu": dict(config="vicreg_imagenet", arg=None, depth=50, stem="imagenet", size=224,
+                projector="8192-8192-8192", classes=1000, batches=[256, 128], reps=20),
+}
+
+
+def log(message: str) -> None:
+  """A worker's progress, on stderr (the parent passes it through; stdout carries the JSON)."""
+  print(f"  [{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def median_seconds(fn, reps: int) -> float:
+  times = []
+  for _ in range(reps):
+    start = time.perf_counter()
+    fn()
+    times.append(time.perf_counter() - start)
+  return statistics.median(times)
+
+
+# ---- jaxssl ------------------------------------------------------------------------------
+
+def jax_worker(p: dict) -> dict:
+  import importlib.util
+  import types
+
+  import flax.linen as nn
+  import jax
+  import jax.numpy as jnp
+  import numpy as np
+  import optax
+  from jax.sharding import NamedSharding, PartitionSpec as P
+
+  from jaxssl import distributed
+  from jaxssl.data import augment
+  from jaxssl.models import build_backbone
+  from jaxssl.train import optim, recipe as recipe_lib, state as state_lib, step as step_lib
+
+  spec = importlib.util.spec_from_file_location("cfg", ROOT / "configs" / f"{p['config']}.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  c = module.get_config(p["arg"])
+  batch = p["batch"] * jax.device_count()
+  c.model.dtype, c.model.projector = p["dtype"], p["projector"]
+  c.optim.clip_trust_ratio = False  # the official VICReg LARS, as PyTorch runs it
+  c.train.global_batch = batch
+  c.aug.view_a.out_size = c.aug.view_b.out_size = p["size"]
+  info = types.SimpleNamespace(num_examples=100 * batch, image_shape=(p["size"], p["size"], 3),
+                               num_classes=p["classes"])
+  r = recipe_lib.recipe(c, info)
+  mesh = distributed.data_mesh()
+  state = state_lib.create_state(r.model, r.tx, r.method, seed=0, image_shape=r.image_shape,
+                                 mesh=mesh)
+  log(f"state built on {jax.device_count()} {jax.devices()[0].device_kind} device(s)")
+  rng = np.random.default_rng(0)
+  size = p["size"]
+  images = rng.integers(0, 256, (batch, size, size, 3), np.uint8)
+  labels = rng.integers(0, p["classes"], (batch,), np.int32)
+  shard = lambda tree: jax.device_put(tree, NamedSharding(mesh, P("data")))
+  dtype = jnp.dtype(p["dtype"])
+  update = step_lib.make_update(r.model, r.method, dict(c.method.kwargs), r.tx, seed=0,
+                                schedule=r.schedule)
+  view_a, view_b = r.views
+
+  def timed(step, data) -> dict:
+    nonlocal state
+    fn = step_lib.jit_train_step(step, state, mesh)
+    start = time.perf_counter()
+    compiled = fn.lower(state, data).compile()
+    compile_s = time.perf_counter() - start
+    log(f"compiled in {compile_s:.1f} s")
+
+    def run():
+      nonlocal state
+      state, metrics = compiled(state, data)
+      jax.block_until_ready(metrics["loss"])
+    run()
+    run()
+    seconds = median_seconds(run, p["reps"])
+    log(f"{1e3 * seconds:.1f} ms per step")
+    return {"seconds": seconds, "compile_s": compile_s}
+
+  views = {"a": jnp.asarray(rng.normal(size=images.shape), dtype),
+           "b": jnp.asarray(rng.normal(size=images.shape), dtype), "label": labels}
+  wanted = lambda row: row in p.get("rows", (row,))  # "rows": measure only these
+  out = {}
+  if wanted("step"):
+    out["step"] = timed(lambda s, b: update(s, b["a"], b["b"], b["label"]), shard(views))
+  if not wanted("step + aug"):
+    pass
+  elif p["stem"] == "cifar":  # crops drawn on the device from the stored images
+    train_step = step_lib.make_train_step(r.model, r.method, dict(c.method.kwargs), r.tx,
+                                          r.views, seed=0, schedule=r.schedule)
+    out["step + aug"] = timed(train_step, shard({"image": images, "label": labels}))
+  else:  # host-cropped views; the photometric ops on the device
+
+    def photometric_step(s, b):
+      key = step_lib.step_keys(jax.random.key(0), s.step)[0]
+      key_a, key_b = jax.random.split(key)
+      x_a = augment.augment_batch(key_a, step_lib.images_to_float(b["a"]), view_a, crop=False)
+      x_b = augment.augment_batch(key_b, step_lib.images_to_float(b["b"]), view_b, crop=False)
+      return update(s, x_a.astype(dtype), x_b.astype(dtype), b["label"])
+    out["step + aug"] = timed(photometric_step,
+                              shard({"a": images, "b": images[::-1].copy(), "label": labels}))
+  del state
+
+  # The supervised step: the same backbone and optimiser, one batch of 2 x batch images.
+  class Supervised(nn.Module):
+    @nn.compact
+    def __call__(self, x, *, train: bool):
+      backbone = build_backbone(c.model.backbone, width=c.model.width, stem=c.model.stem,
+                                dtype=dtype)
+      return nn.Dense(p["classes"])(backbone(x, train=train))
+
+  model = Supervised()
+  tx = optim.make_optimizer(c.optim, global_batch=batch, total_steps=100, steps_per_epoch=100)
+
+  def init_supervised():
+    variables = model.init(jax.random.key(0), jnp.zeros((2, size, size, 3)), train=True)
+    return {"params": variables["params"], "batch_stats": variables["batch_stats"],
+            "opt": tx.init(variables["params"])}
+  init_supervised = jax.jit(init_supervised, out_shardings=NamedSharding(mesh, P()))
+
+  def supervised_step(s, b):
+    def loss_fn(params):
+      logits, updates = model.apply({"params": params, "batch_stats": s["batch_stats"]},
+                                    b["x"], train=True, mutable=["batch_stats"])
+      loss = optax.softmax_cross_entropy_with_integer_labels(logits, b["label"]).mean()
+      return loss, updates["batch_stats"]
+    (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(s["params"])
+    updates, opt = tx.update(grads, s["opt"], s["params"])
+    return ({"params": optax.apply_updates(s["params"], updates), "batch_stats": batch_stats,
+             "opt": opt}, {"loss": loss})
+  # Both views' images in one batch, and one view's worth: the ratio is taken against the
+  # faster per image, so a batch-size effect cannot flatter the VICReg step.
+  both = jnp.concatenate([views["a"], views["b"]])
+  if wanted("supervised"):
+    state = init_supervised()
+    out["supervised"] = timed(supervised_step,
+                              shard({"x": both, "label": np.concatenate([labels, labels])}))
+  if wanted("supervised, half batch"):
+    state = init_supervised()
+    out["supervised, half batch"] = timed(supervised_step,
+                                          shard({"x": views["a"], "label": labels}))
+  rate = None
+  if jax.default_backend() == "gpu":
+    n = 8192
+    a = jnp.asarray(rng.normal(size=(n, n)), jnp.bfloat16)
+    mm = jax.jit(lambda x: x @ x)
+    mm(a).block_until_ready()
+    rate = 2 * n**3 / median_seconds(lambda: mm(a).block_until_ready(), 10)
+  return {"framework": "jaxssl", "devices": jax.device_count(), "batch_per_view": batch,
+          "device_kind": jax.devices()[0].device_kind, "jax": jax.__version__,
+          "matmul_flops": rate, "rows": out}
+
+
+# ---- PyTorch -----------------------------------------------------------------------------
+
+def torch_worker(p: dict) -> dict:
+  sys.path.insert(0, str(ROOT / "bench"))
+  import torch_reference as ref
+  from torch_reference import torch
+
+  cuda = p["device"] == "cuda"
+  device = torch.device(p["device"])
+  if not cuda:
+    torch.set_num_threads(p["threads"])
+  torch.backends.cudnn.benchmark = True
+  fmt = torch.channels_last if p["channels_last"] else torch.contiguous_format
+  widths = [int(w) for w in p["projector"].split("-")]
+  backbone = ref.resnet(p["depth"], p["stem"]).to(device, memory_format=fmt)
+  features = 512 if p["depth"] == 18 else 2048
+  proj = ref.projector([features, *widths]).to(device)
+  head = torch.nn.Linear(features, p["classes"]).to(device)
+  params = [*backbone.parameters(), *proj.parameters()]
+  opt = ref.LARS(params, lr=0.2, weight_decay=1e-6, momentum=0.9, eta=0.001)
+  probe_opt = torch.optim.Adam(head.parameters(), lr=1e-4)
+  b, size = p["batch"], p["size"]
+  gen = torch.Generator().manual_seed(0)
+  x1 = torch.randn(b, 3, size, size, generator=gen).to(device, memory_format=fmt)
+  x2 = torch.randn(b, 3, size, size, generator=gen).to(device, memory_format=fmt)
+  labels = torch.randint(0, p["classes"], (b,), generator=gen).to(device)
+  autocast = torch.autocast(p["device"], dtype=torch.bfloat16, enabled=p["bf16"])
+  sync = torch.cuda.synchronize if cuda else (lambda: None)
+  ce = torch.nn.functional.cross_entropy
+
+  def vicreg_step():
+    opt.zero_grad(set_to_none=True)
+    probe_opt.zero_grad(set_to_none=True)
+    with autocast:
+      h1, h2 = backbone(x1), backbone(x2)
+      z1, z2 = proj(h1), proj(h2)
+      probe = ce(head(torch.cat([h1, h2]).detach()), torch.cat([labels, labels]))
+    loss = ref.torch_vicreg(z1.float(), z2.float()) + probe.float()
+    loss.backward()
+    opt.step()
+    probe_opt.step()
+    sync()
+
+  sup_head = torch.nn.Linear(features, p["classes"]).to(device)
+  sup_opt = ref.LARS([*backbone.parameters(), *sup_head.parameters()], lr=0.2,
+                     weight_decay=1e-6, momentum=0.9, eta=0.001)
+  x_both, labels_both = torch.cat([x1, x2]).contiguous(memory_format=fmt), torch.cat(
+      [labels, labels])
+
+  def supervised_step():
+    sup_opt.zero_grad(set_to_none=True)
+    with autocast:
+      loss = ce(sup_head(backbone(x_both)), labels_both)
+    loss.float().backward()
+    sup_opt.step()
+    sync()
+
+  def supervised_half_step():
+    sup_opt.zero_grad(set_to_none=True)
+    with autocast:
+      loss = ce(sup_head(backbone(x1)), labels)
+    loss.float().backward()
+    sup_opt.step()
+    sync()
+
+  out = {}
+  for name, fn in (("step", vicreg_step), ("supervised", supervised_step),
+                   ("supervised, half batch", supervised_half_step)):
+    fn()
+    fn()
+    out[name] = {"seconds": median_seconds(fn, p["reps"]), "compile_s": 0.0}
+    log(f"PyTorch {name}: {1e3 * out[name]['seconds']:.1f} ms per step")
+  return {"framework": "pytorch", "devices": 1, "batch_per_view": b,
+          "device_kind": torch.cuda.get_device_name() if cuda else platform.processor(),
+          "torch": torch.__version__, "threads": torch.get_num_threads(), "rows": out}
+
+
+# ---- the parent: variants, table, JSON ----------------------------------------------------
+
+def variants(suite: str, quick: bool):
+  s = SUITES[suite]
+  common = {k: s[k] for k in ("config", "arg", "depth", "stem", "size", "projector",
+                              "classes")}
+  reps = 3 if quick else s["reps"]
+  if suite == "cpu":
+    b = s["batches"][0]
+    yield "jaxssl, 1 device, float32", "jax", {}, dict(common, batch=b, dtype="float32",
+                                                        reps=reps)
+    if not quick:
+      # One XLA device per core, each with half the batch (global batch unchanged).
+      yield ("jaxssl, 2 devices, float32", "jax",
+             {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"},
+             dict(common, batch=b // 2, dtype="float32", reps=reps))
+      yield "jaxssl, 1 device, bfloat16", "jax", {}, dict(common, batch=b, dtype="bfloat16",
+                                                           reps=reps)
+    for channels_last in ((False,) if quick else (False, True)):
+      yield (f"PyTorch, 2 threads, {'channels-last' if channels_last else 'NCHW'}", "torch", {},
+             dict(common, batch=b, device="cpu", threads=2, bf16=False,
+                  channels_last=channels_last, reps=reps))
+  else:
+    for b in s["batches"][:1] if quick else s["batches"]:
+      yield (f"jaxssl, bfloat16, {b}/view", "jax", {},
+             dict(common, batch=b, dtype="bfloat16", reps=reps))
+      yield (f"PyTorch, bf16 autocast, channels-last, {b}/view", "torch", {},
+             dict(common, batch=b, device="cuda", threads=0, bf16=True, channels_last=True,
+                  reps=reps))
+
+
+# Analytic model FLOPs per view image of forward + backward (3x the forward's multiply-adds
+# x 2): the backbones' multiply-adds at their input size, plus the projector's.
+BACKBONE_MACS = {(18, "cifar", 32): 0.556e9, (50, "imagenet", 224): 4.09e9}
+
+
+def model_flops_per_image(s: dict) -> float:
+  widths = [512 if s["depth"] == 18 else 2048] + [int(w) for w in s["projector"].split("-")]
+  projector = sum(a * b for a, b in zip(widths, widths[1:]))
+  return 3 * 2 * (BACKBONE_MACS[(s["depth"], s["stem"], s["size"])] + projector)
+
+
+def run_variant(kind: str, env: dict, params: dict) -> dict:
+  cmd = [sys.executable, __file__, "--worker", kind, json.dumps(params)]
+  proc = subprocess.run(cmd, env={**os.environ, **env}, stdout=subprocess.PIPE, text=True,
+                        cwd=ROOT)
+  if proc.returncode != 0:
+    raise RuntimeError(f"the {kind} worker failed (its error is above): {' '.join(cmd)}")
+  return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def describe(result: dict, label: str, flops_per_image: float) -> dict:
+  """Adds images/s, model FLOP utilisation and the SSL-overhead ratio to a worker's result,
+  and prints its rows."""
+  result["label"] = label
+  batch, rate = result["batch_per_view"], result.get("matmul_flops")
+  rows = result["rows"]
+  for row, m in rows.items():
+    m["images"] = batch if row.endswith("half batch") else 2 * batch  # both views, or one
+    m["images_per_s"] = m["images"] / m["seconds"]
+    m["mfu"] = flops_per_image * m["images_per_s"] / rate if rate else None
+    mfu = f"{100 * m['mfu']:.1f}%" if m["mfu"] else "-"
+    print(f"{label:<46}{row:<24}{m['images']:>7}{1e3 * m['seconds']:>9.1f}"
+          f"{m['images_per_s']:>9.1f}{mfu:>7}{m['compile_s']:>11.1f}", flush=True)
+  supervised = [rows[r]["images_per_s"] for r in ("supervised", "supervised, half batch")
+                if r in rows]
+  if supervised and "step" in rows:
+    result["ssl_overhead"] = max(supervised) / rows["step"]["images_per_s"]
+    print(f"{'':<46}SSL overhead (VICReg time per view image / the faster supervised "
+          f"time per image): {result['ssl_overhead']:.3f}", flush=True)
+  return result
+
+
+def merged(paths: list[str]) -> list[tuple[str, dict]]:
+  """Worker outputs saved to files (``--worker KIND PARAMS > FILE``, e.g. one accelerator
+  session each), joined by framework and batch: rows measured in separate runs of the same
+  setting become one result."""
+  results: dict[tuple, dict] = {}
+  for path in paths:
+    text = pathlib.Path(path).read_text().strip()
+    if not text:
+      raise SystemExit(f"{path} is empty: its worker did not finish (see its log).")
+    r = json.loads(text.splitlines()[-1])
+    key = (r["framework"], r["batch_per_view"], r["devices"])
+    if key in results:
+      results[key]["rows"].update(r["rows"])
+      results[key]["matmul_flops"] = results[key].get("matmul_flops") or r.get("matmul_flops")
+    else:
+      results[key] = r
+  return [(f"{r['framework']} on {r['device_kind']}, {r['batch_per_view']}/view", r)
+          for r in results.values()]
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--suite", choices=sorted(SUITES), default="cpu")
+  parser.add_argument("--quick", action="store_true", help="fewer variants and repetitions")
+  parser.add_argument("--out", default=None,
+                      help="JSON path (default bench/results/train_step_<suite>.json)")
+  parser.add_argument("--merge", nargs="+", metavar="FILE",
+                      help="report saved worker outputs instead of running the variants")
+  parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
+  args = parser.parse_args()
+  if args.worker:
+    kind, params = args.worker[0], json.loads(args.worker[1])
+    result = (jax_worker if kind == "jax" else torch_worker)(params)
+    print(json.dumps({**result, "params": params}))
+    return
+  suite = SUITES[args.suite]
+  flops_per_image = model_flops_per_image(suite)
+  out = pathlib.Path(args.out or f"bench/results/train_step_{args.suite}.json")
+  print(f"{args.suite}: ResNet-{suite['depth']} ({suite['stem']} stem) at {suite['size']}x"
+        f"{suite['size']}, projector {suite['projector']}, VICReg + LARS; "
+        f"{flops_per_image / 1e9:.2f} GFLOP per view image (forward + backward)")
+  header = (f"{'variant':<46}{'row':<24}{'images':>7}{'ms':>9}{'img/s':>9}{'MFU':>7}"
+            f"{'compile s':>11}")
+  print(header)
+  print("-" * len(header))
+  runs = (merged(args.merge) if args.merge else
+          ((label, {**run_variant(kind, env, params), "env": env})
+           for label, kind, env, params in variants(args.suite, args.quick)))
+  results = []
+  for label, result in runs:
+    results.append(describe(result, label, flops_per_image))
+    write_results(out, args.suite, suite, flops_per_image, results, merged=bool(args.merge))
+  summarise(results)
+  print(f"wrote {out}")
+
+
+def summarise(results: list[dict]) -> None:
+  best = {}
+  for r in results:
+    for row, m in r["rows"].items():
+      key = (r["framework"], row, r["batch_per_view"])
+      if key not in best or m["images_per_s"] > best[key][1]:
+        best[key] = (r["label"], m["images_per_s"])
+  for (framework, row, batch), (label, ips) in sorted(best.items()):
+    if framework != "jaxssl" or row.startswith("supervised"):
+      continue
+    torch_best = best.get(("pytorch", "step", batch))
+    if torch_best:
+      print(f"best jaxssl {row!r} at {batch}/view ({label}): {ips:.1f} img/s = "
+            f"{ips / torch_best[1]:.2f}x PyTorch's best step ({torch_best[0]}, "
+            f"{torch_best[1]:.1f} img/s)")
+
+
+def write_results(out: pathlib.Path, name: str, suite: dict, flops: float, results: list, *,
+                  merged: bool):
+  out.parent.mkdir(parents=True, exist_ok=True)
+  out.write_text(json.dumps({
+      "suite": name, "settings": suite, "model_flops_per_image": flops, "merged": merged,
+      "machine": {"devices": sorted({r["device_kind"] for r in results}),
+                  "written_on": platform.platform(), "cpus": os.cpu_count(),
+                  "date": time.strftime("%Y-%m-%d")},
+      "results": results}, indent=2))
+
+
+if __name__ == "__main__":
+  main()
