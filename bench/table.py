@@ -67,12 +67,37 @@ def train_step_table(result):
   return "\n".join(lines)
 
 
-TABLES = {"losses": losses_table, "ica": ica_table, "train_step": train_step_table}
+def scaling_table(result):
+  """One row per loss, size and form: GFLOP per device at each device count, and the bytes
+  its collectives produce at the largest count."""
+  counts = sorted({r["devices"] for r in result["rows"]})
+  cells = {}
+  for r in result["rows"]:
+    cells.setdefault((r["loss"], r["n"], r["d"], r["form"]), {})[r["devices"]] = r
+  lines = [
+      f"{result['machine']['cpus']} CPU cores as {counts[0]}-{counts[-1]} virtual XLA "
+      f"devices, global batch fixed; {result['machine']['date']}",
+      "",
+      "| loss | N | D | form | " + " | ".join(f"GFLOP/device at {c}" for c in counts)
+      + f" | MB by collectives at {counts[-1]} |",
+      "|---|---:|---:|---|" + "---:|" * (len(counts) + 1),
+  ]
+  for (loss, n, d, form), by_count in cells.items():
+    flops = " | ".join(f"{by_count[c]['flops_per_device'] / 1e9:.1f}" for c in counts)
+    lines.append(f"| {loss} | {n} | {d} | {form} | {flops} | "
+                 f"{by_count[counts[-1]]['bytes_per_device'] / 1e6:.1f} |")
+  return "\n".join(lines)
+
+
+TABLES = {"losses": losses_table, "ica": ica_table, "train_step": train_step_table,
+          "scaling": scaling_table}
 
 
 def kind_of(result):
   if "suite" in result:
     return "train_step"
+  if "cases" in result:
+    return "scaling"
   return "ica" if "fastica_amari" in result["rows"][0] else "losses"
 
 if __name__ == "__main__":

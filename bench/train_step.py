@@ -270,7 +270,7 @@ def torch_worker(p: dict) -> dict:
     out[name] = {"seconds": median_seconds(fn, p["reps"]), "compile_s": 0.0}
     log(f"PyTorch {name}: {1e3 * out[name]['seconds']:.1f} ms per step")
   return {"framework": "pytorch", "devices": 1, "batch_per_view": b,
-          "device_kind": torch.cuda.get_device_name() if cuda else platform.processor(),
+          "device_kind": torch.cuda.get_device_name() if cuda else "cpu",
           "torch": torch.__version__, "threads": torch.get_num_threads(), "rows": out}
 
 
