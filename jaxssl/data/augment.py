@@ -193,20 +193,41 @@ def _hsv_to_rgb(h: Array, s: Array, v: Array) -> Array:
       jnp.minimum(k, 4.0 - k), 0.0, 1.0)
 
 
-def color_jitter(key: Array, image: Array, cfg: ViewAugment) -> Array:
-  """``ColorJitter``: factors drawn uniformly, the four adjustments in a random order."""
+def jitter_draws(key: Array, cfg: ViewAugment) -> tuple[Array, Array]:
+  """``ColorJitter``'s random draws: the order of the four adjustments (0 brightness,
+  1 contrast, 2 saturation, 3 hue) and their factors (the hue's a shift in turns)."""
   k_order, k_b, k_c, k_s, k_h = jax.random.split(key, 5)
-  factors = (
+  factors = jnp.stack([
       jax.random.uniform(k_b, minval=max(0.0, 1 - cfg.brightness), maxval=1 + cfg.brightness),
       jax.random.uniform(k_c, minval=max(0.0, 1 - cfg.contrast), maxval=1 + cfg.contrast),
       jax.random.uniform(k_s, minval=max(0.0, 1 - cfg.saturation), maxval=1 + cfg.saturation),
       jax.random.uniform(k_h, minval=-cfg.hue, maxval=cfg.hue),
-  )
-  ops = (adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue)
-  branches = [lambda x, i=i: ops[i](x, factors[i]) for i in range(4)]
-  order = jax.random.permutation(k_order, 4)
-  for position in range(4):
-    image = jax.lax.switch(order[position], branches, image)
+  ])
+  return jax.random.permutation(k_order, 4), factors
+
+
+def color_jitter(key: Array, image: Array, cfg: ViewAugment) -> Array:
+  """``ColorJitter``: factors drawn uniformly, the four adjustments in a random order.
+
+  Brightness, contrast and saturation are each ``clip(t + f * (x - t))`` with the target
+  ``t`` = 0, the mean luma or the luma, so a position in the order is one blend whose target
+  the draw picks; the hue rotation runs once, between the positions before and after it.
+  (Switching over the four adjustments at each position computes all of them per position
+  under ``vmap``, the hue's colour-space round trip four times: 3x slower.)"""
+  order, factors = jitter_draws(key, cfg)
+  hue_at = jnp.argmax(order == 3)
+
+  def blend(position: int, image: Array) -> Array:
+    op = order[position]
+    gray = grayscale(image)
+    target = jnp.where(op == 2, gray, jnp.where(op == 1, jnp.mean(gray[..., 0]), 0.0))
+    return jnp.clip(target + factors[op] * (image - target), 0.0, 1.0)
+
+  for position in range(3):
+    image = jnp.where(position < hue_at, blend(position, image), image)
+  image = adjust_hue(image, factors[3])
+  for position in range(1, 4):
+    image = jnp.where(position > hue_at, blend(position, image), image)
   return image
 
 

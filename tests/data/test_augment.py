@@ -162,3 +162,21 @@ def test_gaussian_blur_matches_a_numpy_reference(height, width, size, sigma):
       window = padded[i:i + size, j:j + size]
       expected[i, j] = np.einsum("h,w,hwc->c", kernel, kernel, window)
   np.testing.assert_allclose(aug.gaussian_blur(image, sigma, size), expected, atol=2e-6)
+
+
+@pytest.mark.parametrize("channels", [3, 1])
+def test_color_jitter_applies_the_four_adjustments_in_the_drawn_order(channels):
+  cfg = aug.ViewAugment(mean=(0.5,) * channels, std=(0.5,) * channels)
+  ops = (aug.adjust_brightness, aug.adjust_contrast, aug.adjust_saturation, aug.adjust_hue)
+  images = np.stack([_image(8, seed=s)[..., :channels] for s in range(12)])
+  keys = jax.random.split(jax.random.key(3), len(images))
+  got = jax.jit(jax.vmap(lambda k, x: aug.color_jitter(k, x, cfg)))(keys, images)
+  orders = set()
+  for key, image, out in zip(keys, images, np.asarray(got)):
+    order, factors = aug.jitter_draws(key, cfg)
+    orders.add(tuple(int(i) for i in order))
+    expected = image
+    for op in np.asarray(order):
+      expected = ops[op](expected, factors[op])
+    np.testing.assert_allclose(out, expected, atol=1e-6)
+  assert len(orders) > 3  # the order is drawn per image
