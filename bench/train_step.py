@@ -246,25 +246,18 @@ def torch_worker(p: dict) -> dict:
   x_both, labels_both = torch.cat([x1, x2]).contiguous(memory_format=fmt), torch.cat(
       [labels, labels])
 
-  def supervised_step():
+  def supervised_step(x, y):
     sup_opt.zero_grad(set_to_none=True)
     with autocast:
-      loss = ce(sup_head(backbone(x_both)), labels_both)
-    loss.float().backward()
-    sup_opt.step()
-    sync()
-
-  def supervised_half_step():
-    sup_opt.zero_grad(set_to_none=True)
-    with autocast:
-      loss = ce(sup_head(backbone(x1)), labels)
+      loss = ce(sup_head(backbone(x)), y)
     loss.float().backward()
     sup_opt.step()
     sync()
 
   out = {}
-  for name, fn in (("step", vicreg_step), ("supervised", supervised_step),
-                   ("supervised, half batch", supervised_half_step)):
+  for name, fn in (("step", vicreg_step),
+                   ("supervised", lambda: supervised_step(x_both, labels_both)),
+                   ("supervised, half batch", lambda: supervised_step(x1, labels))):
     fn()
     fn()
     out[name] = {"seconds": median_seconds(fn, p["reps"]), "compile_s": 0.0}
