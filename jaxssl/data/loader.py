@@ -75,7 +75,7 @@ def eval_batches(source, *, global_batch: int, process_index: int | None = None,
 
   Host ``p`` reads the ``p``-th contiguous chunk of the split; every host yields the same
   number of batches (collectives need that), the last ones padded with copies of example 0
-  and ``mask`` False on the padding.
+  and ``mask`` False on the padding. ``index`` is each row's position in the split.
   """
   index, count = _process(process_index, process_count)
   if global_batch % count:
@@ -92,6 +92,7 @@ def eval_batches(source, *, global_batch: int, process_index: int | None = None,
     padded = np.concatenate([ids, np.zeros(local_batch - len(ids), ids.dtype)])
     batch = _stack([source[i] for i in padded.tolist()])
     batch["mask"] = mask
+    batch["index"] = padded.astype(np.int32)
     yield batch
 
 

@@ -1,11 +1,16 @@
 """``python -m jaxssl.evaluate --workdir DIR [--step N] [--out DIR]``: probes, k-NN, RankMe of
-a pretrained run against a randomly initialised encoder; writes eval.json, report.md, PNGs."""
+a pretrained run against a randomly initialised encoder; writes eval.json, report.md, PNGs.
+
+Runs on any number of devices and processes (the multi-process flags of ``jaxssl/cli.py``);
+every process computes its share of the features, process 0 writes the report."""
 
 import sys
 
 from absl import app, flags, logging
 
+from jaxssl import cli
 from jaxssl.config import ConfigError
+from jaxssl.distributed import DistributedError, is_main_process
 from jaxssl.data.source import DatasetError
 from jaxssl.evaluate import report
 from jaxssl.evaluate.run import evaluate
@@ -24,11 +29,14 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   logging.set_verbosity(logging.WARNING)
   try:
+    cli.join_processes()
     summary = evaluate(_WORKDIR.value, step=_STEP.value, out_dir=_OUT.value,
                        random_baseline=_BASELINE.value)
-  except (ConfigError, DatasetError, CheckpointError) as err:
+  except (ConfigError, DatasetError, CheckpointError, DistributedError) as err:
     print(f"error: {err}", file=sys.stderr)
     sys.exit(1)
+  if not is_main_process():
+    return
   print(f"\nStep {summary['step']} of {summary['workdir']}, test split of "
         f"{summary['dataset']} ({summary['test_examples']} examples):\n")
   print(report.table(summary["results"]))

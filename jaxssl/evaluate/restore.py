@@ -8,6 +8,7 @@ import pathlib
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec as P
 
 from jaxssl.data import loader
 from jaxssl.train import checkpoint
@@ -37,7 +38,15 @@ class Encoder:
            else images.astype(jnp.float32))
       x = (x - self._mean) / self._std
       return model.apply(variables, x, projector=projector, method=model.embed)
+
+    def embed_batch(variables, batch, projector):
+      rows = (batch["label"], batch["mask"], batch["index"])
+      return embed(variables, batch["image"], projector), *rows
     self._embed = jax.jit(embed, static_argnames="projector")
+    # Replicated out: every process gets every row of the global batch, and the features,
+    # labels, masks and indices come out in one layout whatever the device order.
+    self._embed_batch = jax.jit(embed_batch, static_argnames="projector",
+                                out_shardings=NamedSharding(self.run.mesh, P()))
 
   @property
   def config(self):
@@ -48,18 +57,19 @@ class Encoder:
 
   def features(self, source, *, batch: int, projector: bool = False
                ) -> tuple[np.ndarray, np.ndarray]:
-    """Features and labels of every example of ``source`` (in order), computed in batches
-    sharded over the mesh."""
+    """Features and labels of every example of ``source``, in the split's order, on every
+    process; computed in batches sharded over the mesh (each process reads its own part)."""
     # Round the batch up to the mesh: a run trained on 8 devices may be restored on 3.
     batch = -(-batch // self.run.mesh.size) * self.run.mesh.size
-    feats, labels = [], []
+    feats, labels, indices = [], [], []
     for local in loader.eval_batches(source, global_batch=batch):
-      arrays = loader.to_global(local, self.run.mesh)
-      out = np.asarray(self.embed(arrays["image"], projector=projector))
-      mask = local["mask"]
+      out, label, mask, index = jax.device_get(self._embed_batch(
+          self.variables, loader.to_global(local, self.run.mesh), projector))
       feats.append(out[mask])
-      labels.append(local["label"][mask])
-    return np.concatenate(feats), np.concatenate(labels)
+      labels.append(label[mask])
+      indices.append(index[mask])
+    order = np.argsort(np.concatenate(indices), kind="stable")
+    return np.concatenate(feats)[order], np.concatenate(labels)[order]
 
 
 def _variables(state) -> dict:

@@ -7,6 +7,7 @@ import time
 
 import numpy as np
 
+from jaxssl import distributed
 from jaxssl.evaluate import diagnostics, probes, report
 from jaxssl.evaluate.restore import Encoder, load_encoder, random_encoder
 
@@ -42,7 +43,7 @@ def evaluate(workdir: str | pathlib.Path, *, step: int | None = None,
   """Evaluate the checkpoint at ``step`` (default: latest) of the run in ``workdir``; with
   the random-encoder baseline unless ``random_baseline=False`` (default: the config's
   ``eval.random_baseline``). Writes ``eval.json``, ``report.md`` and plots to ``out_dir``
-  (default ``workdir/eval``) and returns the summary."""
+  (default ``workdir/eval``, from process 0) and returns the summary."""
   workdir = pathlib.Path(workdir)
   start = time.perf_counter()
   encoder = load_encoder(workdir, step)
@@ -56,6 +57,7 @@ def evaluate(workdir: str | pathlib.Path, *, step: int | None = None,
              "test_examples": encoder.run.eval_info.num_examples,
              "projector": bool(c.eval.projector), "results": results,
              "seconds": time.perf_counter() - start}
-  report.write(pathlib.Path(out_dir) if out_dir else workdir / "eval", workdir, summary,
-               spectra)
+  if distributed.is_main_process():
+    report.write(pathlib.Path(out_dir) if out_dir else workdir / "eval", workdir, summary,
+                 spectra)
   return summary

@@ -2,7 +2,11 @@
 
 Exit status: 0 when the run finished or was stopped by SIGTERM/SIGINT after a final checkpoint
 (run the same command to resume); 1 with a one-paragraph message on a bad config, dataset,
-workdir or checkpoint, or non-finite values.
+workdir or checkpoint, non-finite values, or a multi-process run that cannot start.
+
+Multi-process (pods, clusters, ``launch/local_multiprocess.sh``): every process runs the same
+command; ``--coordinator_address``, ``--num_processes``, ``--process_id`` and ``--distributed``
+(see ``jaxssl/cli.py``) or the matching environment variables say how they find each other.
 """
 
 import sys
@@ -10,7 +14,9 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from jaxssl import cli
 from jaxssl.config import ConfigError
+from jaxssl.distributed import DistributedError, is_main_process
 from jaxssl.data.source import DatasetError
 from jaxssl.train import loop
 from jaxssl.train.checkpoint import CheckpointError
@@ -28,12 +34,15 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   try:
+    cli.join_processes()
     scalars = loop.train(_CONFIG.value, _WORKDIR.value)
-  except (ConfigError, DatasetError, CheckpointError, loop.NonFiniteError) as err:
+  except (ConfigError, DatasetError, CheckpointError, DistributedError,
+          loop.NonFiniteError) as err:
     print(f"error: {err}", file=sys.stderr)
     sys.exit(1)
   numbers = {k: v for k, v in scalars.items() if isinstance(v, float)}
-  print("final: " + ", ".join(f"{k}={v:.4g}" for k, v in sorted(numbers.items())))
+  if is_main_process():
+    print("final: " + ", ".join(f"{k}={v:.4g}" for k, v in sorted(numbers.items())))
 
 
 if __name__ == "__main__":

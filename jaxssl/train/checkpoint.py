@@ -15,6 +15,7 @@ import json
 import pathlib
 
 import grain
+import jax
 import ml_collections
 import orbax.checkpoint as ocp
 
@@ -26,6 +27,16 @@ CHECKPOINT_DIR = "checkpoints"
 
 class CheckpointError(RuntimeError):
   """A workdir or checkpoint that cannot be used; the message names the path."""
+
+
+def workdir_path(workdir: str | pathlib.Path) -> pathlib.Path:
+  """``workdir`` as a local path; object-store URLs are refused with how to use them."""
+  if "://" in str(workdir):
+    raise CheckpointError(
+        f"--workdir {workdir}: jaxssl writes runs through filesystem paths, not URLs. Mount "
+        "the bucket (gcsfuse --implicit-dirs BUCKET /mnt/BUCKET; launch/tpu_pod.sh setup "
+        "does it on every TPU worker) and pass /mnt/BUCKET/... instead.")
+  return pathlib.Path(workdir)
 
 
 def manager(workdir: str | pathlib.Path, *, keep: int = 3, keep_period: int | None = None,
@@ -47,22 +58,47 @@ def save(mngr: ocp.CheckpointManager, step: int, state, data_iterator=None) -> N
 def restore(mngr: ocp.CheckpointManager, abstract_state, data_iterator=None,
             step: int | None = None):
   """The state at ``step`` (default: the latest), restored onto ``abstract_state``'s
-  shardings; ``data_iterator`` is moved to the saved position."""
+  shardings (any mesh: a checkpoint of 2 processes x 4 devices restores on 1 x 8 and back);
+  ``data_iterator`` is moved to the saved position."""
   step = mngr.latest_step() if step is None else step
   if step is None:
     raise CheckpointError(f"No checkpoint in {mngr.directory}.")
   if step not in mngr.all_steps():
     raise CheckpointError(f"No checkpoint for step {step} in {mngr.directory}; it has steps "
                           f"{sorted(mngr.all_steps())}.")
-  items = {"state": ocp.args.StandardRestore(abstract_state)}
-  if data_iterator is not None:
-    items["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
   try:
-    restored = mngr.restore(step, args=ocp.args.Composite(**items))
+    restored = mngr.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(abstract_state)))
   except Exception as err:  # Orbax and TensorStore raise many types for bad files.
     raise CheckpointError(f"Checkpoint {mngr.directory / str(step)} cannot be restored: "
                           f"{type(err).__name__}: {_first_line(err)}") from err
+  if data_iterator is not None:
+    _restore_position(mngr.directory / str(step) / "data", data_iterator)
   return restored["state"]
+
+
+def _restore_position(directory: pathlib.Path, data_iterator) -> None:
+  """Move ``data_iterator`` to the position saved in ``directory`` by grain's checkpoint
+  handler (one ``process_<i>-of-<n>.json`` per process).
+
+  Every process's iterator is at the same position, the step (each host yields its share of
+  one global batch per step; see ``jaxssl.data.loader``), so the position saved by any
+  process count serves any other; the files are checked to agree.
+  """
+  files = sorted(pathlib.Path(directory).glob("process_*-of-*.json"))
+  if not files:
+    raise CheckpointError(f"{directory} holds no data-iterator position (process_*.json); "
+                          "the checkpoint is incomplete.")
+  try:
+    positions = {f.name: json.loads(f.read_text()) for f in files}
+  except (OSError, json.JSONDecodeError) as err:
+    raise CheckpointError(f"The data-iterator position in {directory} cannot be read: "
+                          f"{err}") from err
+  if len({json.dumps(v, sort_keys=True) for v in positions.values()}) > 1:
+    raise CheckpointError(f"The processes' data-iterator positions in {directory} differ "
+                          f"({positions}); they are written by the same step and must agree.")
+  data_iterator.set_state(positions[files[0].name])
+  data_iterator.start_prefetch()
 
 
 def restore_latest(mngr: ocp.CheckpointManager, abstract_state, data_iterator=None):
@@ -135,7 +171,7 @@ def check_compatible(saved: ml_collections.ConfigDict, config: ml_collections.Co
     raise CheckpointError(f"The {what} holds a run of an incompatible config:\n{diff}\n{hint}")
   ignored = {"init_from", "data.data_dir"}
   notable = [k for k in changed if k not in ignored]
-  if notable and what == "workdir":
+  if notable and what == "workdir" and jax.process_index() == 0:
     print("Continuing with changed settings: " + ", ".join(
         f"{k}={new.get(k)!r} (was {old.get(k)!r})" for k in notable), flush=True)
 
@@ -147,7 +183,7 @@ def write_config(workdir: str | pathlib.Path, config: ml_collections.ConfigDict)
 
 
 def read_config(workdir: str | pathlib.Path) -> ml_collections.ConfigDict:
-  path = pathlib.Path(workdir) / CONFIG_FILE
+  path = workdir_path(workdir) / CONFIG_FILE
   if not path.is_file():
     raise CheckpointError(f"{path} not found: {workdir} is not a jaxssl run directory (it "
                           "is written by `python -m jaxssl.train --workdir ...`).")

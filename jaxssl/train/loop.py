@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import pathlib
 import signal
 import threading
@@ -16,6 +17,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import tqdm
+from jax.experimental import multihost_utils
 
 from jaxssl import config as config_lib
 from jaxssl import distributed
@@ -35,7 +37,7 @@ class MetricWriter:
   from process 0 only."""
 
   def __init__(self, workdir: pathlib.Path, first_step: int = 0):
-    self.active = jax.process_index() == 0
+    self.active = distributed.is_main_process()
     if self.active:
       import tensorboardX  # pylint: disable=g-import-not-at-top
       _truncate_metrics(workdir, first_step)
@@ -95,8 +97,8 @@ class Monitor:
             "raise optim.warmup_epochs or check the inputs, then run the same command to "
             "resume; or set train.max_skipped=N to skip such steps (at most N).")
       self.skipped += 1
-      print(f"Step {step}: non-finite {bad}; update skipped ({self.skipped} of at most "
-            f"{self.max_skipped}).", flush=True)
+      _say(f"Step {step}: non-finite {bad}; update skipped ({self.skipped} of at most "
+           f"{self.max_skipped}).")
       if self.skipped > self.max_skipped:
         raise NonFiniteError(
             f"{self.skipped} steps with non-finite values (the last at step {step}, in {bad}) "
@@ -112,16 +114,25 @@ class Monitor:
 
 
 class StopSignal:
-  """SIGTERM (what TPU and cloud schedulers send before pre-empting) and SIGINT set a flag the
-  loop checks after every step; a second SIGINT interrupts at once."""
+  """SIGTERM (what TPU and cloud schedulers send before pre-empting) and SIGINT stop the run
+  after a step, with a final checkpoint; a second SIGINT interrupts at once.
+
+  In a multi-process run every process must stop after the same step, or the collective
+  checkpoint would wait forever for the ones still training. There JAX's preemption service
+  (started by ``jax.distributed.initialize``) catches SIGTERM on any process, agrees on the
+  first step all processes can still reach, and ``should_stop`` turns true at that step on
+  every one; SIGINT is forwarded to it as a SIGTERM.
+  """
 
   def __init__(self):
     self.received: int | None = None
     self._previous = {}
+    self._shared = distributed.is_multiprocess()
 
   def __enter__(self):
     if threading.current_thread() is threading.main_thread():
-      for sig in (signal.SIGTERM, signal.SIGINT):
+      signals = (signal.SIGINT,) if self._shared else (signal.SIGTERM, signal.SIGINT)
+      for sig in signals:
         self._previous[sig] = signal.signal(sig, self._handle)
     return self
 
@@ -129,10 +140,28 @@ class StopSignal:
     del frame
     self.received = signum
     signal.signal(signum, self._previous.get(signum, signal.SIG_DFL))
+    if self._shared:
+      os.kill(os.getpid(), signal.SIGTERM)
+
+  def should_stop(self, step: int) -> bool:
+    """Whether to stop after ``step`` (called once per step, on every process)."""
+    if self._shared:
+      return multihost_utils.reached_preemption_sync_point(step)
+    return self.received is not None
+
+  @property
+  def name(self) -> str:
+    return signal.Signals(self.received or signal.SIGTERM).name
 
   def __exit__(self, *exc):
     for sig, handler in self._previous.items():
       signal.signal(sig, handler)
+
+
+def _say(message: str) -> None:
+  """Print from process 0 only (every process runs the same loop)."""
+  if distributed.is_main_process():
+    print(message, flush=True)
 
 
 def _progress_keys(scalars: dict[str, float]) -> list[str]:
@@ -162,7 +191,7 @@ class Run:
 
   def __init__(self, config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
                devices=None, for_training: bool = True):
-    self.config, self.workdir = config, pathlib.Path(workdir)
+    self.config, self.workdir = config, checkpoint.workdir_path(workdir)
     self.mesh = distributed.data_mesh(devices)
     # Restoring for evaluation works on any device count; training needs batches that split.
     config_lib.validate(config, num_devices=self.mesh.size if for_training else 1)
@@ -214,7 +243,7 @@ def _start_state(run: Run, mngr, data_iter):
   c = run.config
   if mngr.latest_step() is not None:
     state = checkpoint.restore_latest(mngr, run.abstract_state(), data_iter)
-    print(f"Resumed from {mngr.directory / str(int(state.step))}.", flush=True)
+    _say(f"Resumed from {mngr.directory / str(int(state.step))}.")
     return state
   if c.init_from:
     source_dir, step = checkpoint.locate(c.init_from)
@@ -226,8 +255,7 @@ def _start_state(run: Run, mngr, data_iter):
                checkpoint.restore(other, run.abstract_state(), data_iter, step=step))
     finally:
       other.close()
-    print(f"Initialised from {other.directory / str(int(state.step))} (init_from).",
-          flush=True)
+    _say(f"Initialised from {other.directory / str(int(state.step))} (init_from).")
     return state
   return run.init_state()
 
@@ -250,7 +278,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
   except BaseException:
     mngr.close()
     raise
-  if jax.process_index() == 0:
+  if distributed.is_main_process():
     checkpoint.write_config(workdir, c)
   train_step = step_lib.jit_train_step(
       step_lib.make_train_step(run.model, run.method, dict(c.method.kwargs), run.tx, run.views,
@@ -259,7 +287,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
   first = int(state.step)
   writer = MetricWriter(workdir, first)
   monitor = Monitor(first, c.train.max_skipped, int(state.skipped))
-  progress = tqdm.tqdm(total=run.total_steps, initial=first, disable=jax.process_index() != 0,
+  progress = tqdm.tqdm(total=run.total_steps, initial=first, disable=not distributed.is_main_process(),
                        dynamic_ncols=True, unit="step")
   tick, scalars, logged = time.perf_counter(), {}, first
   try:
@@ -270,8 +298,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
         done = step + 1
         last = done == run.total_steps
         log = done % c.train.log_every == 0 or last
-        # Read the flag once: a signal arriving later in this step is handled after the next.
-        stopping = stop.received is not None and not last
+        # Asked once per step: a signal arriving later in this step is handled after the next.
+        stopping = stop.should_stop(done) and not last
         save = done % c.train.checkpoint_every == 0 or last or stopping
         if log or save:
           # Never log or save past a non-finite step: the checkpoints stay good.
@@ -293,11 +321,12 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
           checkpoint.save(mngr, done, state, data_iter)
         if stopping:
           mngr.wait_until_finished()
-          name = signal.Signals(stop.received).name
-          progress.write(
-              f"{name} received: stopped after step {done} and saved "
-              f"{mngr.directory / str(done)}. To resume, run the same command again (same "
-              f"--workdir {workdir}).")
+          name = stop.name
+          if distributed.is_main_process():
+            progress.write(
+                f"{name} received: stopped after step {done} and saved "
+                f"{mngr.directory / str(done)}. To resume, run the same command again (same "
+                f"--workdir {workdir}).")
           return {**scalars, "stopped_by": name, "step": float(done)}
   finally:
     progress.close()

@@ -1,0 +1,32 @@
+"""What the command-line entry points share: the flags that join a multi-process run.
+
+Each process of a pod or cluster runs the same command; these flags (or the environment
+variables named in ``jaxssl.distributed.Settings``) say how it finds the others.
+"""
+
+from absl import flags
+
+from jaxssl import distributed
+
+_MODE = flags.DEFINE_enum(
+    "distributed", "auto", distributed.MODES,
+    "auto: join a multi-process run when the flags below, $JAX_NUM_PROCESSES / "
+    "$JAX_COORDINATOR_ADDRESS, or a SLURM / Open MPI job with several tasks say there is one; "
+    "on: always (Cloud TPU pods, where JAX finds the workers itself); off: never.")
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", None, "HOST:PORT of process 0, the same on every process.")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes in the run.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process, 0 to num_processes-1.")
+_HEARTBEAT = flags.DEFINE_integer(
+    "heartbeat_timeout_s", 100, "When a process has not been heard from for this long, the "
+    "others stop with an error instead of waiting for it.")
+_INIT_TIMEOUT = flags.DEFINE_integer(
+    "initialization_timeout_s", 300, "How long processes wait for each other at start-up.")
+
+
+def join_processes() -> bool:
+  """``jaxssl.distributed.initialize`` from the flags; call before any JAX computation."""
+  return distributed.initialize(distributed.Settings(
+      coordinator_address=_COORDINATOR.value, num_processes=_NUM_PROCESSES.value,
+      process_id=_PROCESS_ID.value, mode=_MODE.value,
+      heartbeat_timeout_s=_HEARTBEAT.value, initialization_timeout_s=_INIT_TIMEOUT.value))

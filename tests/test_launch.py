@@ -1,0 +1,150 @@
+"""The launch scripts: SLURM (run for real under a stand-in ``srun`` that starts the tasks on
+localhost, so JAX's own SLURM detection joins them), the TPU pod driver (against a stand-in
+``gcloud`` that records what would run on the workers), and that every script parses."""
+
+import os
+import pathlib
+import shlex
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.test_distributed import logged, train_command, wait_for_step
+
+ROOT = pathlib.Path(__file__).parents[1]
+
+FAKE_SRUN = """#!/usr/bin/env bash
+# srun on one machine: $SLURM_NTASKS tasks of the command on localhost.
+[[ "$1" == --kill-on-bad-exit=1 ]] && shift
+pids=()
+for ((i = 0; i < SLURM_NTASKS; i++)); do
+  SLURM_PROCID=$i SLURM_LOCALID=$i SLURM_STEP_NUM_TASKS=$SLURM_NTASKS \\
+  SLURM_STEP_NODELIST=localhost "$@" &
+  pids+=($!)
+done
+trap 'kill -TERM "${pids[@]}"' TERM
+status=0
+for p in "${pids[@]}"; do wait "$p" || status=$?; done
+exit $status
+"""
+
+RECORD = """#!/usr/bin/env bash
+printf '%s\\n' "$(basename "$0")" "$@" >> "$CALLS"
+echo --- >> "$CALLS"
+"""
+
+
+def fake_bin(tmp_path, **scripts) -> dict[str, str]:
+  """An environment whose PATH starts with ``scripts`` (name -> text)."""
+  bin_dir = tmp_path / "bin"
+  bin_dir.mkdir()
+  for name, text in scripts.items():
+    (bin_dir / name).write_text(text)
+    (bin_dir / name).chmod(0o755)
+  return {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}",
+          "CALLS": str(tmp_path / "calls.txt")}
+
+
+def calls(tmp_path) -> list[list[str]]:
+  path = tmp_path / "calls.txt"
+  if not path.exists():
+    return []
+  text = path.read_text().split("---\n")
+  return [chunk.splitlines() for chunk in text if chunk.strip()]
+
+
+@pytest.mark.parametrize("script", sorted(p.name for p in (ROOT / "launch").iterdir()
+                                          if p.suffix in (".sh", ".sbatch")))
+def test_every_launch_script_parses(script):
+  subprocess.run(["bash", "-n", str(ROOT / "launch" / script)], check=True)
+
+
+def slurm_env(tmp_path):
+  env = fake_bin(tmp_path, srun=FAKE_SRUN, scontrol=RECORD)
+  env.update({"SLURM_JOB_ID": "4242", "SLURM_NTASKS": "2", "SLURM_SUBMIT_DIR": str(ROOT),
+              "JAX_PLATFORMS": "cpu", "PYTHON": sys.executable,
+              "XLA_FLAGS": "--xla_force_host_platform_device_count=4"})
+  return env
+
+
+def test_slurm_job_runs_two_tasks_as_one_run(fmnist_data_dir, tmp_path):
+  workdir = tmp_path / "run"
+  command = train_command(workdir, fmnist_data_dir)[3:]  # the trainer's flags
+  result = subprocess.run(["bash", "launch/slurm.sbatch", *command], cwd=ROOT,
+                          env=slurm_env(tmp_path), capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert result.stdout.count("final: ") == 1
+  saved = workdir / "checkpoints" / "6" / "data"
+  assert sorted(p.name for p in saved.glob("*.json")) == ["process_0-of-2.json",
+                                                         "process_1-of-2.json"]
+  assert calls(tmp_path) == []  # finished: no requeue
+
+
+def test_slurm_time_limit_stops_at_a_common_step_and_requeues(fmnist_data_dir, tmp_path):
+  workdir = tmp_path / "run"
+  command = train_command(workdir, fmnist_data_dir, "--config.train.steps=1000")[3:]
+  job = subprocess.Popen(["bash", "launch/slurm.sbatch", *command], cwd=ROOT,
+                         env=slurm_env(tmp_path), stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+  wait_for_step(workdir, 2, [job])
+  job.send_signal(signal.SIGTERM)  # what --signal=B:TERM@300 does
+  out, err = job.communicate(timeout=120)
+  assert job.returncode == 0, err[-3000:]
+  stop = max(logged(workdir))
+  assert (workdir / "checkpoints" / str(stop) / "data" / "process_1-of-2.json").exists()
+  assert f"stopped after step {stop}" in out + err
+  assert calls(tmp_path) == [["scontrol", "requeue", "4242"]]
+
+
+def test_tpu_pod_driver_runs_one_command_on_every_worker(tmp_path):
+  env = fake_bin(tmp_path, gcloud=RECORD)
+  env.update({"TPU_NAME": "pod", "ZONE": "us-central2-b", "BUCKET": "bkt"})
+  args = ["--config", "configs/vicreg_imagenet.py", "--workdir", "/mnt/bkt/runs/a b",
+          "--config.optim.lr=0.3"]
+  for verb in (["setup"], ["train", *args], ["stop"]):
+    subprocess.run(["bash", "launch/tpu_pod.sh", *verb], cwd=ROOT, env=env, check=True,
+                   timeout=60)
+  setup_scp, setup_ssh, train, stop = calls(tmp_path)
+  assert setup_scp[:4] == ["gcloud", "compute", "tpus", "tpu-vm"] and "scp" in setup_scp
+  assert "--worker=all" in setup_scp and "pod:jaxssl.tar.gz" in setup_scp
+  for call in (setup_ssh, train, stop):
+    assert call[4:6] == ["ssh", "--zone=us-central2-b"] and "--worker=all" in call
+  script = "\n".join(setup_ssh[setup_ssh.index("pod") + 2:])
+  assert "jax[tpu]" in script and "gcsfuse --implicit-dirs bkt /mnt/bkt" in script
+  remote = next(c for c in train if c.startswith("--command="))[len("--command="):]
+  words = shlex.split(remote)
+  assert "TFDS_DATA_DIR=/mnt/bkt/tensorflow_datasets" in words
+  assert words[words.index("-m") + 1:] == ["jaxssl.train", "--distributed=on", *args]
+  assert "pkill -TERM" in stop[-1]
+
+
+def test_tpu_pod_driver_says_what_is_missing(tmp_path):
+  env = fake_bin(tmp_path, gcloud=RECORD)
+  env.pop("TPU_NAME", None)
+  result = subprocess.run(["bash", "launch/tpu_pod.sh", "train"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=60)
+  assert result.returncode != 0 and "set TPU_NAME" in result.stderr
+  assert calls(tmp_path) == []
+
+
+def test_a_bucket_url_as_workdir_says_to_mount_it(fmnist_data_dir):
+  result = subprocess.run(train_command("gs://bucket/run", fmnist_data_dir), cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+  assert result.returncode == 1
+  assert "gcsfuse --implicit-dirs BUCKET /mnt/BUCKET" in result.stderr
+
+
+def test_local_multiprocess_stops_the_others_when_one_fails(tmp_path):
+  script = ("import os, sys, time\n"
+            "if os.environ['JAX_PROCESS_ID'] == '1': sys.exit(3)\n"
+            "time.sleep(600)\n")
+  start = time.monotonic()
+  result = subprocess.run(["bash", "launch/local_multiprocess.sh", "-n", "3", "--",
+                           sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+  assert result.returncode == 3
+  assert "a process exited with status 3; stopping the others" in result.stderr
+  assert time.monotonic() - start < 60
