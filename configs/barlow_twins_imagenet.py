@@ -2,7 +2,7 @@
 with lr 0.2 for weights and 0.0048 for biases and norms x batch/256, wd 1e-6 as the official
 code (1.5e-6 in the paper), batch 2048, 1000 epochs; 73.5% linear top-1 reported).
 
-    python -m jaxssl.train --config configs/barlow_twins_imagenet.py --workdir gs://BUCKET/bt
+    python -m jaxssl.train --config configs/barlow_twins_imagenet.py --workdir /mnt/BUCKET/bt
 
 The pipeline caveat of ``vicreg_imagenet.py`` applies.
 """

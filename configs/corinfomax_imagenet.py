@@ -4,7 +4,7 @@ linearly to batch 2048, 10 warm-up epochs, cosine), the official asymmetric augm
 224, 1000 epochs. The paper reports no ImageNet-1k run, so unlike the CIFAR configs this one
 is an extrapolation to tune, not a reproduction.
 
-    python -m jaxssl.train --config configs/corinfomax_imagenet.py --workdir gs://BUCKET/cim
+    python -m jaxssl.train --config configs/corinfomax_imagenet.py --workdir /mnt/BUCKET/cim
 
 The pipeline caveat of ``vicreg_imagenet.py`` applies.
 """

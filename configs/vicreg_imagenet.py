@@ -1,11 +1,12 @@
 """VICReg on ImageNet: the official recipe (ResNet-50, projector 8192-8192-8192, LARS, batch
 2048, 1000 epochs; 73.2% linear top-1 reported).
 
-    python -m jaxssl.train --config configs/vicreg_imagenet.py --workdir gs://BUCKET/vicreg_in1k
+    python -m jaxssl.train --config configs/vicreg_imagenet.py --workdir /mnt/BUCKET/vicreg_in1k
 
-Needs ``imagenet2012`` prepared in array_record format (see the README) and the host-side
-JPEG decode + crop of variable-size images, which the input pipeline does not have yet: until
-it does, the trainer stops with an error saying so. Use ``--config.model.dtype=bfloat16`` on
+Needs ``imagenet2012`` prepared in array_record format (see the README); the host decodes each
+JPEG with its two crops (``data.num_threads`` reader threads), the device does the rest of the
+augmentation. On a pod, launch/tpu_pod.sh mounts the bucket at /mnt/BUCKET. Use
+``--config.model.dtype=bfloat16`` on
 accelerators (float32 parameters and regularisers stay float32).
 """
 

@@ -50,7 +50,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.init_from = config_dict.placeholder(str)
   c.data = dict(name="fashion_mnist_idx", data_dir=config_dict.placeholder(str),
                 train_split="train", eval_split="test", in_memory=True, num_threads=2,
-                prefetch=4)
+                prefetch=4, jpeg_draft=True)
   c.aug = vicreg_views(28, FASHION_MNIST_STATS)
   c.model = dict(backbone="convnet", widths=(32, 64, 128), convs_per_stage=2, width=64,
                  stem="cifar", projector="2048-2048-2048", projector_bn=True, dtype="float32")
@@ -65,7 +65,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval = dict(batch=1000, knn_k=200, knn_temperature=0.07, logistic_epochs=100,
                 logistic_lr=1e-3, logistic_batch=1024, logistic_weight_decay=1e-4,
                 ridge_lambdas=(1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0), val_fraction=0.1,
-                projector=False, random_baseline=True)
+                projector=False, random_baseline=True, crop_fraction=0.875)
   return c
 
 
@@ -190,6 +190,11 @@ def validate(c: ml_collections.ConfigDict, *, num_devices: int) -> None:
          f"must be >= 0 (0: stop at the first non-finite step); got {c.train.max_skipped}.")
   for key in ("log_every", "eval_every", "checkpoint_every", "keep_checkpoints"):
     _check(c.train[key] > 0, f"train.{key}", f"must be > 0; got {c.train[key]}.")
+  _check(0 < c.eval.crop_fraction <= 1, "eval.crop_fraction",
+         f"must be in (0, 1] (the centre crop's share of the shorter side); got "
+         f"{c.eval.crop_fraction}.")
+  _check(c.data.num_threads > 0, "data.num_threads",
+         f"must be > 0 (host reader and decoder threads); got {c.data.num_threads}.")
   for name in ("view_a", "view_b"):
     fields = set(inspect.signature(augment.ViewAugment).parameters)
     unknown = set(c.aug[name]) - fields

@@ -94,11 +94,13 @@ def sample_crop_box(key: Array, height: int, width: int, scale: tuple[float, flo
   h, w = h[first], w[first]
   top = jnp.floor(jax.random.uniform(k_top) * (height - h + 1))
   left = jnp.floor(jax.random.uniform(k_left) * (width - w + 1))
-  fallback = _centre_box(height, width, ratio)
+  fallback = jnp.array(centre_box(height, width, ratio), jnp.float32)
   return jnp.where(jnp.any(fits), jnp.stack([top, left, h, w]), fallback)
 
 
-def _centre_box(height: int, width: int, ratio: tuple[float, float]) -> Array:
+def centre_box(height: int, width: int, ratio: tuple[float, float]
+               ) -> tuple[int, int, int, int]:
+  """torchvision's fallback: the centre box with the aspect ratio clamped to ``ratio``."""
   in_ratio = width / height
   if in_ratio < ratio[0]:
     w, h = width, round(width / ratio[0])
@@ -106,7 +108,7 @@ def _centre_box(height: int, width: int, ratio: tuple[float, float]) -> Array:
     h, w = height, round(height * ratio[1])
   else:
     h, w = height, width
-  return jnp.array([(height - h) // 2, (width - w) // 2, h, w], jnp.float32)
+  return (height - h) // 2, (width - w) // 2, h, w
 
 
 def crop_and_resize(image: Array, box: Array, out_size: int) -> Array:
@@ -306,9 +308,11 @@ def augment_batch(key: Array, images: Array, cfg: ViewAugment, *, crop: bool = T
   return jax.vmap(lambda k, x: augment(k, x, cfg, crop=crop))(keys, images)
 
 
-def two_views(key: Array, images: Array, view_a: ViewAugment, view_b: ViewAugment, *,
-              crop: bool = True) -> tuple[Array, Array]:
-  """Two independently augmented views of a batch (the two keys are independent)."""
+def two_views(key: Array, images: Array | tuple[Array, Array], view_a: ViewAugment,
+              view_b: ViewAugment, *, crop: bool = True) -> tuple[Array, Array]:
+  """Two independently augmented views (the two keys are independent) of one batch, or of
+  the host's two crops ``(crops_a, crops_b)`` of it (then ``crop=False``)."""
+  images_a, images_b = images if isinstance(images, tuple) else (images, images)
   key_a, key_b = jax.random.split(key)
-  return (augment_batch(key_a, images, view_a, crop=crop),
-          augment_batch(key_b, images, view_b, crop=crop))
+  return (augment_batch(key_a, images_a, view_a, crop=crop),
+          augment_batch(key_b, images_b, view_b, crop=crop))

@@ -7,12 +7,17 @@ rows ``[p * B/P, (p+1) * B/P)`` of every global batch. So the global batch does 
 the number of hosts or devices, and the iterator's state (grain's ``get_state``) is just the
 position, saved in the checkpoint and restored exactly.
 
-The host only gathers uint8 images; cropping and the photometric augmentations run on the
-device (``jaxssl.data.augment``) with per-example keys drawn from ``(seed, step)``.
+For images of one size the host only gathers uint8 images; cropping and the photometric
+augmentations run on the device (``jaxssl.data.augment``) with per-example keys drawn from
+``(seed, step)``. For images of varying size (``crops``: ``decode.TwoCrops``) the host decodes
+and cuts both views' crops in grain's reader threads, with generators grain derives from the
+seed and each example's position in the stream, so they too are the same for every process
+count and after a restore.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import math
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -34,16 +39,19 @@ def _process(process_index: int | None, process_count: int | None) -> tuple[int,
 
 
 def _stack(records: Sequence[dict[str, Any]]) -> Batch:
-  return {"image": np.stack([r["image"] for r in records]),
-          "label": np.asarray([r["label"] for r in records], np.int32)}
+  batch = {k: np.stack([r[k] for r in records]) for k in records[0] if k != "label"}
+  batch["label"] = np.asarray([r["label"] for r in records], np.int32)
+  return batch
 
 
-def train_dataset(source, *, global_batch: int, seed: int, process_index: int | None = None,
+def train_dataset(source, *, global_batch: int, seed: int, crops=None,
+                  process_index: int | None = None,
                   process_count: int | None = None) -> grain.MapDataset:
   """This host's training batches as an infinite random-access grain dataset.
 
   Element ``i`` is this host's share of global batch ``i``:
-  ``{"image": uint8 (B/P, H, W, C), "label": int32 (B/P,)}``.
+  ``{"image": uint8 (B/P, H, W, C), "label": int32 (B/P,)}``, or with ``crops`` (a
+  ``decode.TwoCrops``) ``{"view_a", "view_b": uint8 (B/P, S, S, C), "label"}``.
   """
   index, count = _process(process_index, process_count)
   if global_batch % count:
@@ -55,27 +63,33 @@ def train_dataset(source, *, global_batch: int, seed: int, process_index: int | 
   if not 0 <= seed < 2**32:
     raise ValueError(f"The data seed must be in [0, 2**32); got {seed}.")
   ds = grain.MapDataset.source(source).shuffle(seed=seed).repeat()
+  if crops is not None:
+    ds = ds.random_map(crops, seed=seed)
   ds = ds.batch(global_batch // count, drop_remainder=True, batch_fn=_stack)
   return ds[index::count]
 
 
-def train_iterator(source, *, global_batch: int, seed: int, num_threads: int = 2,
+def train_iterator(source, *, global_batch: int, seed: int, crops=None, num_threads: int = 2,
                    prefetch: int = 4, process_index: int | None = None,
                    process_count: int | None = None) -> grain.DatasetIterator:
-  """A checkpointable iterator over ``train_dataset`` that reads ahead in threads."""
-  ds = train_dataset(source, global_batch=global_batch, seed=seed,
+  """A checkpointable iterator over ``train_dataset`` that reads (and decodes) ahead in
+  ``num_threads`` threads."""
+  ds = train_dataset(source, global_batch=global_batch, seed=seed, crops=crops,
                      process_index=process_index, process_count=process_count)
   options = grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=prefetch)
   return iter(ds.to_iter_dataset(options))
 
 
-def eval_batches(source, *, global_batch: int, process_index: int | None = None,
+def eval_batches(source, *, global_batch: int, transform=None, num_threads: int = 1,
+                 process_index: int | None = None,
                  process_count: int | None = None) -> Iterator[Batch]:
   """Every example of the split exactly once, in order, padded to full batches.
 
   Host ``p`` reads the ``p``-th contiguous chunk of the split; every host yields the same
   number of batches (collectives need that), the last ones padded with copies of example 0
   and ``mask`` False on the padding. ``index`` is each row's position in the split.
+  ``transform`` maps each record first (``decode.CentreCrop`` for images of varying size),
+  in ``num_threads`` threads.
   """
   index, count = _process(process_index, process_count)
   if global_batch % count:
@@ -85,12 +99,25 @@ def eval_batches(source, *, global_batch: int, process_index: int | None = None,
   chunks = np.array_split(np.arange(len(source)), count)
   steps = math.ceil(max(len(c) for c in chunks) / local_batch)
   mine = chunks[index]
+  pool = concurrent.futures.ThreadPoolExecutor(num_threads) if transform else None
+  try:
+    yield from _eval_steps(source, mine, steps, local_batch, transform, pool)
+  finally:
+    if pool is not None:
+      pool.shutdown(cancel_futures=True)
+
+
+def _eval_steps(source, mine, steps, local_batch, transform, pool) -> Iterator[Batch]:
   for step in range(steps):
     ids = mine[step * local_batch:(step + 1) * local_batch]
     mask = np.zeros(local_batch, bool)
     mask[:len(ids)] = True
     padded = np.concatenate([ids, np.zeros(local_batch - len(ids), ids.dtype)])
-    batch = _stack([source[i] for i in padded.tolist()])
+    if transform is None:
+      records = [source[i] for i in padded.tolist()]
+    else:
+      records = list(pool.map(lambda i: transform(source[i]), padded.tolist()))
+    batch = _stack(records)
     batch["mask"] = mask
     batch["index"] = padded.astype(np.int32)
     yield batch

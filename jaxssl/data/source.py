@@ -1,7 +1,8 @@
 """Random-access image-classification splits from TFDS (``array_record``, no TensorFlow).
 
 ``open_split`` returns a source with ``len``, ``__getitem__`` and ``__getitems__`` that yields
-``{"image": uint8 (H, W, C), "label": int}`` records, plus the facts the rest of the stack
+``{"image": uint8 (H, W, C), "label": int}`` records (for datasets whose images vary in size,
+``image`` is the encoded bytes, decoded with the crop by ``jaxssl.data.decode``), plus the facts the rest of the stack
 needs (number of examples, image shape, number of classes). Any TFDS image-classification
 dataset prepared in ``array_record`` format works by name; ``fashion_mnist_idx`` (the embedded
 default) is prepared on first use from the local idx files.
@@ -81,8 +82,20 @@ def _fashion_mnist(split: str, data_dir: str | None):
 
 
 def _tfds(name: str, split: str, data_dir: str | None):
+  data, info = _tfds_source(name, split, data_dir)
+  image = info.features["image"] if "image" in info.features else None
+  if image is not None and None in tuple(image.shape)[:2]:
+    # Images of varying size are decoded on the host together with their crops
+    # (jaxssl.data.decode), which for JPEGs decodes only at the scale the crop needs.
+    data, info = _tfds_source(name, split, data_dir,
+                              decoders={"image": tfds.decode.SkipDecoding()})
+  return data, info
+
+
+def _tfds_source(name: str, split: str, data_dir: str | None, decoders=None):
   try:
-    data = tfds.data_source(name, split=split, data_dir=data_dir, download=False)
+    data = tfds.data_source(name, split=split, data_dir=data_dir, download=False,
+                            decoders=decoders)
   except tfds.core.registered.DatasetNotFoundError as err:
     raise DatasetError(
         f"Unknown TFDS dataset {name!r} (config key data.name). Use a name from the TFDS "

@@ -62,7 +62,7 @@ class Encoder:
     # Round the batch up to the mesh: a run trained on 8 devices may be restored on 3.
     batch = -(-batch // self.run.mesh.size) * self.run.mesh.size
     feats, labels, indices = [], [], []
-    for local in loader.eval_batches(source, global_batch=batch):
+    for local in self.run.eval_batches(source, batch):
       out, label, mask, index = jax.device_get(self._embed_batch(
           self.variables, loader.to_global(local, self.run.mesh), projector))
       feats.append(out[mask])

@@ -21,7 +21,7 @@ from jax.experimental import multihost_utils
 
 from jaxssl import config as config_lib
 from jaxssl import distributed
-from jaxssl.data import loader, source
+from jaxssl.data import decode, loader, source
 from jaxssl.train import checkpoint, recipe as recipe_lib, state as state_lib, step as step_lib
 
 
@@ -200,13 +200,15 @@ class Run:
         c.data.name, c.data.train_split, data_dir=c.data.data_dir, in_memory=c.data.in_memory)
     self.eval_source, self.eval_info = source.open_split(
         c.data.name, c.data.eval_split, data_dir=c.data.data_dir, in_memory=c.data.in_memory)
-    if not self.train_info.fixed_size:
-      raise source.DatasetError(
-          f"{c.data.name!r} has images of varying size; the training pipeline crops on the "
-          "device and needs one image size (Fashion-MNIST, CIFAR, ...). Host-side JPEG "
-          "decoding and cropping for ImageNet-style datasets is not built yet.")
     r = recipe_lib.recipe(c, self.train_info)
     self.views, self.image_shape = r.views, r.image_shape
+    # Images of one size are cropped on the device; images of varying size by the host
+    # (decoded with their crops), and centre-cropped for evaluation.
+    channels = self.image_shape[-1]
+    self.host_crops = None if self.train_info.fixed_size else decode.TwoCrops(
+        self.views, channels, draft=c.data.jpeg_draft)
+    self.eval_transform = None if self.eval_info.fixed_size else decode.CentreCrop(
+        self.views[0].out_size, channels, c.eval.crop_fraction)
     self.steps_per_epoch, self.total_steps = r.steps_per_epoch, r.total_steps
     self.method, self.model, self.schedule, self.tx = r.method, r.model, r.schedule, r.tx
 
@@ -221,8 +223,15 @@ class Run:
   def train_iterator(self):
     c = self.config
     return loader.train_iterator(self.train_source, global_batch=c.train.global_batch,
-                                 seed=c.seed, num_threads=c.data.num_threads,
-                                 prefetch=c.data.prefetch)
+                                 seed=c.seed, crops=self.host_crops,
+                                 num_threads=c.data.num_threads, prefetch=c.data.prefetch)
+
+  def eval_batches(self, split_source, batch: int):
+    """Every example of an eval split once (see ``loader.eval_batches``), centre-cropped
+    on the host when the images vary in size."""
+    return loader.eval_batches(split_source, global_batch=batch,
+                               transform=self.eval_transform,
+                               num_threads=self.config.data.num_threads)
 
   def head_accuracy(self, state) -> float:
     """Accuracy of the online linear head on the eval split (every example once)."""
@@ -231,8 +240,7 @@ class Run:
     if not hasattr(self, "_eval_step"):
       self._eval_step = jax.jit(step_lib.make_eval_step(self.model))
     counts = [self._eval_step(state, loader.to_global(batch, self.mesh), mean, std)
-              for batch in loader.eval_batches(self.eval_source,
-                                               global_batch=self.config.eval.batch)]
+              for batch in self.eval_batches(self.eval_source, self.config.eval.batch)]
     correct, total = np.sum(jax.device_get(counts), axis=0)
     return float(correct) / float(total)
 

@@ -93,8 +93,9 @@ def make_train_step(model, method, method_kwargs: dict[str, Any],
                     seed: int, schedule: Callable[[jax.Array], jax.Array],
                     skip_nonfinite: bool = False):
   """``train_step(state, batch) -> (state, metrics)``, not yet jitted: both views drawn on
-  the device from ``batch = {"image": uint8 (B, H, W, C), "label": int32 (B,)}``, then
-  :func:`make_update`'s step on them."""
+  the device from ``batch = {"image": uint8 (B, H, W, C), "label": int32 (B,)}`` (or, for
+  images the host already cropped, the photometric ops on ``batch["view_a"]`` and
+  ``batch["view_b"]``), then :func:`make_update`'s step on them."""
   base_key = jax.random.key(seed)
   view_a, view_b = views
   update = make_update(model, method, method_kwargs, tx, seed=seed, schedule=schedule,
@@ -102,7 +103,10 @@ def make_train_step(model, method, method_kwargs: dict[str, Any],
 
   def train_step(state: TrainState, batch: dict[str, jax.Array]) -> tuple[TrainState, Metrics]:
     key_aug = step_keys(base_key, state.step)[0]
-    x_a, x_b = augment.two_views(key_aug, images_to_float(batch["image"]), view_a, view_b)
+    host_crops = "view_a" in batch
+    images = (batch["view_a"], batch["view_b"]) if host_crops else batch["image"]
+    x_a, x_b = augment.two_views(key_aug, jax.tree.map(images_to_float, images), view_a, view_b,
+                                 crop=not host_crops)
     return update(state, x_a, x_b, batch["label"])
 
   return train_step

@@ -181,3 +181,36 @@ def test_cli_rejects_an_unknown_key(tmp_path):
   assert result.returncode != 0
   assert "nosuch" in result.stderr
   assert not (tmp_path / "checkpoints").exists()
+
+
+def test_a_dataset_of_varying_image_sizes_trains_with_host_crops(monkeypatch, tmp_path):
+  """ImageNet-style data (JPEG bytes of varying sizes): the host decodes and crops both
+  views, the device runs the photometric ops, evaluation centre-crops; the whole loop runs,
+  checkpoints and resumes to the same state."""
+  from jaxssl.data import source  # pylint: disable=g-import-not-at-top
+  from tests.data.test_decode import JpegSource  # pylint: disable=g-import-not-at-top
+  splits = {"train": JpegSource(64, seed=0), "validation": JpegSource(20, seed=1)}
+
+  def open_split(name, split, **kwargs):
+    del kwargs
+    return splits[split], source.SplitInfo(name, split, len(splits[split]), (None, None, 3),
+                                           10)
+  monkeypatch.setattr(source, "open_split", open_split)
+  config = smoke_config(None, **{"data.name": "imagenet_like", "data.in_memory": False,
+                                 "data.eval_split": "validation", "train.global_batch": 16,
+                                 "train.steps": 4, "train.checkpoint_every": 2,
+                                 "train.eval_every": 2, "eval.batch": 8})
+  config.unlock()
+  config.aug = config_lib.vicreg_views(32, config_lib.IMAGENET_STATS)
+  run = loop.Run(config, tmp_path)
+  assert run.host_crops is not None and run.eval_transform is not None
+  batch = next(run.train_iterator())
+  assert batch["view_a"].shape == batch["view_b"].shape == (16, 32, 32, 3)
+  scalars = loop.train(config, tmp_path / "a")
+  assert np.isfinite(scalars["loss"]) and 0 <= scalars["val_head_accuracy"] <= 1
+  # Stop after step 2 and resume: the host crops are a function of (seed, step).
+  import shutil  # pylint: disable=g-import-not-at-top
+  shutil.copytree(tmp_path / "a", tmp_path / "b")
+  shutil.rmtree(tmp_path / "b" / "checkpoints" / "4")
+  resumed = loop.train(config, tmp_path / "b")
+  assert resumed["loss"] == scalars["loss"]
