@@ -3,6 +3,7 @@ references, JPEG draft decoding, the two-crop transform, the eval centre crop, a
 with host crops (deterministic, resumable, split across processes)."""
 
 import io
+import pathlib
 
 import numpy as np
 import pytest
@@ -165,3 +166,26 @@ def test_eval_batches_centre_crop_every_example_once():
   assert [b["image"].shape for b in batches] == [(4, 16, 16, 3)] * 3
   seen = np.concatenate([b["index"][b["mask"]] for b in batches])
   np.testing.assert_array_equal(seen, np.arange(11))
+
+
+TESTDATA = pathlib.Path(__file__).parent / "testdata" / "tfds"
+
+
+def test_a_real_tfds_dataset_of_varying_sizes_is_read_undecoded_and_cropped_on_the_host():
+  """``tfds/var_images`` (12 + 5 PNG images of 16-47 pixels a side, written by TFDS with
+  TensorFlow) read here without TensorFlow."""
+  from jaxssl.data import source  # pylint: disable=g-import-not-at-top
+  train, info = source.open_split("var_images", "train", data_dir=str(TESTDATA))
+  assert info.image_shape == (None, None, 3) and not info.fixed_size
+  assert info.num_examples == 12 and info.num_classes == 10
+  assert isinstance(train[0]["image"], bytes)  # SkipDecoding: the host decodes with the crop
+  sizes = {decode.open_image(train[i]["image"]).size for i in range(len(train))}
+  assert len(sizes) > 1
+  crops = decode.TwoCrops(augment.vicreg_views(16), channels=3)
+  batch = loader.train_dataset(train, global_batch=4, seed=0, crops=crops, process_index=0,
+                               process_count=1)[0]
+  assert batch["view_a"].shape == (4, 16, 16, 3) and batch["label"].shape == (4,)
+  test, _ = source.open_split("var_images", "test", data_dir=str(TESTDATA))
+  batches = list(loader.eval_batches(test, global_batch=4, transform=decode.CentreCrop(16, 3),
+                                     process_index=0, process_count=1))
+  assert sum(int(b["mask"].sum()) for b in batches) == 5
