@@ -16,7 +16,8 @@ solarisation 0.0 / 0.2, normalisation). Two suites (default: both):
            side, quality 90, smooth content plus noise) held in memory as bytes, the way TFDS
            hands them over. jaxssl: the host decodes each JPEG and cuts both crops in grain's
            reader threads (``decode.TwoCrops``, DCT-scaled decoding on), the device runs the
-           photometric ops. tf.data: the standard ImageNet reference, ``decode_and_crop_jpeg``
+           photometric ops; also the host's share alone ("host"), which bounds the input rate
+           when those ops run on an accelerator instead of on the same cores. tf.data: the standard ImageNet reference, ``decode_and_crop_jpeg``
            of a ``sample_distorted_bounding_box`` per view, then the same ops.
 
 TensorFlow is a benchmark-only dependency and runs in its own interpreter (``--tf-python``,
@@ -136,7 +137,15 @@ def jax_worker(settings: dict, batches: int, jpegs: str | None) -> dict:
     jax.block_until_ready(two_views(jax.random.fold_in(key, step[0]), images))
 
   out = timed_passes(next_pair, batches, settings["passes"], settings["batch"])
-  return {**out, "framework": "jaxssl", "jax": jax.__version__, "devices": jax.device_count()}
+  row = {**out, "framework": "jaxssl", "jax": jax.__version__, "devices": jax.device_count()}
+  if crops:
+    # The host's share alone (decode + both crops, no device ops): what bounds the input
+    # rate when the photometric ops run on an accelerator rather than on these same cores.
+    host = loader.train_iterator(data, global_batch=settings["batch"], seed=1, crops=crops,
+                                 num_threads=os.cpu_count())
+    row["host_only"] = timed_passes(lambda: next(host), batches, settings["passes"],
+                                    settings["batch"])
+  return row
 
 
 def tf_worker(settings: dict, batches: int, jpegs: str | None) -> dict:
@@ -257,10 +266,15 @@ def main():
       print(f"\n{s['size']}x{s['size']} from {source}, batch {s['batch']}, the full VICReg "
             f"two-view recipe; {os.cpu_count()} CPU cores")
       print(f"{'pipeline':<10}{'pairs/s':>10}   passes")
-      for r in rows:
+      shown = rows[:1] + ([{**rows[0]["host_only"], "framework": "  host"}]
+                          if "host_only" in rows[0] else []) + rows[1:]
+      for r in shown:
         print(f"{r['framework']:<10}{r['pairs_per_s']:>10,.0f}   "
               + ", ".join(f"{p:,.0f}" for p in r["passes"]))
       print(f"jaxssl / tf.data: {ratio:.2f}x")
+      if "host_only" in rows[0]:
+        print(f"jaxssl host side alone / tf.data: "
+              f"{rows[0]['host_only']['pairs_per_s'] / rows[1]['pairs_per_s']:.2f}x")
       results[name] = {"settings": s, "batches_per_pass": batches, "ratio": ratio,
                        "rows": rows}
   out = pathlib.Path(args.out)
