@@ -35,12 +35,15 @@ def ica_table(result):
       f"{machine['device']}; jax {machine['jax']}, scikit-learn {machine['sklearn']}; "
       f"N = {result['settings']['n']}, seed {result['settings']['seed']}",
       "",
-      "| k | sources | VCReg Amari | FastICA Amari | VCReg s | FastICA s |",
-      "|---:|---|---:|---:|---:|---:|",
+      "| k | sources | VCReg Amari | + Jacobi Amari (sweeps) | FastICA Amari | VCReg s | "
+      "+ Jacobi s | FastICA s |",
+      "|---:|---|---:|---:|---:|---:|---:|---:|",
   ]
   for r in result["rows"]:
     lines.append(f"| {r['k']} | {r['sources']} | {r['vcreg_amari']:.4f} | "
-                 f"{r['fastica_amari']:.4f} | {r['vcreg_s']:.1f} | {r['fastica_s']:.2f} |")
+                 f"{r['jacobi_amari']:.4f} ({r['jacobi_sweeps']}) | "
+                 f"{r['fastica_amari']:.4f} | {r['vcreg_s']:.1f} | {r['jacobi_s']:.1f} | "
+                 f"{r['fastica_s']:.2f} |")
   return "\n".join(lines)
 
 

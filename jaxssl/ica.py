@@ -21,10 +21,16 @@ mixtures ``x = A s``, and :func:`fit` finds ``W`` by minimising VCReg of ``h(y)`
    k = 4 Laplace sources, N = 10,000 (``bench/ica.py``): trained, Amari distance 0.007-0.008,
    at or below FastICA's 0.007-0.013 on the same data; frozen, 0.010-0.011.
 
-Known limit (``bench/ica.py``, README): beyond a few sources the optimisation does not reach
-the unmixing. k = 8 Laplace gives 0.015 (FastICA 0.010), but k = 8 mixed sources give 0.11
-(frozen projector) to 0.70 (trained), and k = 32 gives 0.38-0.45, where FastICA stays at
-about 0.01. Use FastICA for k > 4 until this is fixed.
+Many sources (``bench/ica.py``, README): beyond a few sources joint gradient descent on the
+rotation stalls (k = 8 mixed sources: Amari 0.11 frozen to 0.70 trained; k = 32: 0.38-0.45,
+where FastICA reaches about 0.01). ``sweeps > 0`` first runs Jacobi sweeps: rounds of disjoint
+pairs of components, each pair rotated by the grid angle that minimises VCReg's covariance
+term between the two (a frozen random projector), which only ever looks at two components.
+From there the refinement must keep the projector frozen and leave out the within-component
+covariances (``MANY_SOURCES``); with either, it walks away from the sweeps' answer. k = 8
+mixed sources then reach FastICA's 0.009. k = 32 still does not converge (the sweeps keep
+rotating pairs: two mixtures of many sources are nearly Gaussian and their pairwise
+dependence is too weak for 4,000 rows and 32 random features to steer by); use FastICA there.
 
 Non-Gaussian sources are identifiable only up to permutation and scale, Gaussian ones not
 at all: :func:`fit` reports how many recovered components look Gaussian (Jarque-Bera test)
@@ -98,6 +104,7 @@ class ICAResult:
   losses: np.ndarray
   gaussian_components: int
   seconds: float
+  sweeps: int = 0  # Jacobi sweeps taken (0: none)
 
   @property
   def identifiable(self) -> bool:
@@ -181,21 +188,105 @@ def default_width(k: int) -> int:
   return int(min(64, max(8, 256 // k)))
 
 
+# The settings for more than 4 sources: Jacobi sweeps to get near the unmixing, then the
+# refinement with the projector frozen and the within-component covariances left out (with
+# them, or with the projector trained, the refinement walks away from the sweeps' answer).
+MANY_SOURCES = {"sweeps": 10, "train_projector": False, "cross_only": True, "width": 32}
+
+
+def round_robin(k: int) -> np.ndarray:
+  """``(k - 1, k / 2, 2)``: rounds of disjoint pairs (``k`` even) covering every pair once
+  (the circle method)."""
+  players = list(range(k))
+  rounds = []
+  for _ in range(k - 1):
+    rounds.append([(players[i], players[k - 1 - i]) for i in range(k // 2)])
+    players = [players[0], players[-1], *players[1:-1]]
+  return np.asarray(rounds)
+
+
+def pair_dependence(h: dict[str, jax.Array], y_i: jax.Array, y_j: jax.Array) -> jax.Array:
+  """VCReg's covariance term between two components: ``|Cov(h(y_i), h(y_j))|_F^2``."""
+  f_i, f_j = project(h, y_i[:, None]), project(h, y_j[:, None])
+  f_i, f_j = f_i - f_i.mean(0), f_j - f_j.mean(0)
+  return jnp.sum((f_i.T @ f_j / (y_i.shape[0] - 1)) ** 2)
+
+
+def jacobi_rotation(xw: jax.Array, h: dict[str, jax.Array], *, sweeps: int, angles: int,
+                    min_gain: float = 0.2) -> tuple[np.ndarray, int]:
+  """The rotation ``Q`` that pairwise (Jacobi) sweeps reach, and the sweeps they took.
+
+  Each round rotates disjoint pairs of components, each by the angle in a grid of ``angles``
+  over ``[0, pi/2)`` (2-D ICA is solved up to that) that minimises their
+  :func:`pair_dependence`, when that lowers it by at least ``min_gain`` (an independent
+  pair's profile is flat, and chasing its noise would undo earlier rounds). Sweeps stop when
+  no pair moves by more than a grid step. This is what scales to many sources: each 1-D
+  search sees only two components, where joint gradient descent on all of them stalls.
+  """
+  n, k = xw.shape
+  even = k + k % 2
+  y0 = jnp.concatenate([xw, jnp.zeros((n, even - k), xw.dtype)], 1)
+  thetas = jnp.arange(angles) * (math.pi / 2 / angles)
+
+  @jax.jit
+  def one_round(q, pairs):
+    y = y0 @ q.T
+
+    def best(pair):
+      y_i, y_j = y[:, pair[0]], y[:, pair[1]]
+      rotated = lambda t: (jnp.cos(t) * y_i - jnp.sin(t) * y_j,
+                           jnp.sin(t) * y_i + jnp.cos(t) * y_j)
+      deps = jax.vmap(lambda t: pair_dependence(h, *rotated(t)))(thetas)
+      real = (pair[0] < k) & (pair[1] < k)  # a pair with the padding column stays put
+      return jnp.where(real & (jnp.min(deps) < (1 - min_gain) * deps[0]),
+                       thetas[jnp.argmin(deps)], 0.0)
+
+    t = jax.lax.map(best, pairs)
+    i, j = pairs[:, 0], pairs[:, 1]
+    c, s = jnp.cos(t), jnp.sin(t)
+    g = jnp.eye(even).at[i, i].set(c).at[i, j].set(-s).at[j, i].set(s).at[j, j].set(c)
+    return g @ q, jnp.max(jnp.minimum(t, math.pi / 2 - t))
+
+  q = jnp.eye(even)
+  for sweep in range(1, sweeps + 1):
+    moved = 0.0
+    for pairs in round_robin(even):
+      q, m = one_round(q, jnp.asarray(pairs))
+      moved = max(moved, float(m))
+    if moved <= 1.5 * math.pi / 2 / angles:
+      break
+  return np.asarray(q, np.float64)[:k, :k], sweep
+
+
 def fit(x: np.ndarray, *, width: int | None = None, steps: int = 1000,
         batch_size: int | None = 4096, learning_rate: float = 0.02,
         train_projector: bool = True, cross_only: bool = False, std_coeff: float = 25.0,
+        sweeps: int = 0, angles: int = 60, jacobi_rows: int = 4000, jacobi_width: int = 32,
         seed: int = 0) -> ICAResult:
-  """Unmix ``x`` (``(N, k)`` mixtures) by minimising VCReg of ``h(W x)``, with Adam over
+  """Unmix ``x`` (``(N, k)`` mixtures) by minimising VCReg of ``h(W x)`` with Adam over
   ``steps`` minibatches of ``batch_size`` rows (``None``: the whole data each step).
-  ``width``: features per component (default :func:`default_width`)."""
+  ``width``: features per component (default :func:`default_width`).
+
+  ``sweeps > 0`` first runs up to that many Jacobi sweeps over pairs of components
+  (:func:`jacobi_rotation`, on ``jacobi_rows`` rows, with a frozen random projector of
+  ``jacobi_width`` features) and starts Adam from where they end. For more than 4 sources
+  use ``sweeps=10, train_projector=False, cross_only=True`` (:data:`MANY_SOURCES`); see the
+  module docstring for what each setting reaches."""
   x = _check_input(x)
   start = time.perf_counter()
   n, k = x.shape
   width = default_width(k) if width is None else width
   mean, v = whitening(x)
+  key_h, key_b, key_batches, key_rows = jax.random.split(jax.random.key(seed), 4)
+  h = projector_init(key_h, width)
   xw = jnp.asarray((x - mean) @ v.T, jnp.float32)
-  key_h, key_b, key_batches = jax.random.split(jax.random.key(seed), 3)
-  params = {"b": 0.1 * jax.random.normal(key_b, (k, k)), "h": projector_init(key_h, width)}
+  q0, used = np.eye(k), 0
+  if sweeps:
+    rows = jax.random.permutation(key_rows, n)[:min(n, jacobi_rows)]
+    q0, used = jacobi_rotation(xw[rows], projector_init(key_h, jacobi_width), sweeps=sweeps,
+                               angles=angles)
+  xw = xw @ jnp.asarray(q0.T, jnp.float32)
+  params = {"b": (0.0 if sweeps else 0.1) * jax.random.normal(key_b, (k, k)), "h": h}
   tx = optax.adam(optax.cosine_decay_schedule(learning_rate, steps))
   if not train_projector:
     tx = optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()},
@@ -218,8 +309,8 @@ def fit(x: np.ndarray, *, width: int | None = None, steps: int = 1000,
     return params, history
 
   params, history = run(params)
-  unmixing = np.asarray(rotation(params["b"]), np.float64) @ v
+  unmixing = np.asarray(rotation(params["b"]), np.float64) @ q0 @ v
   sources = (x - mean) @ unmixing.T
   gaussian = int(np.sum(jarque_bera_p(sources) > GAUSSIAN_P_VALUE))
   return ICAResult(unmixing, sources, mean, np.asarray(history), gaussian,
-                   time.perf_counter() - start)
+                   time.perf_counter() - start, used)

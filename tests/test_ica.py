@@ -80,3 +80,24 @@ def test_rank_deficient_mixtures_are_refused():
   x = s @ np.array([[1.0, 2.0, 3.0], [2.0, 4.0, 6.1]])  # 3 mixtures of 2 sources
   with pytest.raises(ValueError, match="rank-deficient"):
     ica.fit(x)
+
+
+def test_eight_mixed_sources_with_jacobi_sweeps_as_well_as_fastica():
+  """Joint gradient descent alone stalls here (Amari 0.1-0.7); pairwise sweeps first get
+  it to FastICA's level."""
+  s, a, x = mixtures(10_000, 8, "mixed", seed=0)
+  result = ica.fit(x, seed=0, **ica.MANY_SOURCES)
+  ours = ica.amari_distance(result.unmixing @ a)
+  fast = FastICA(8, whiten="unit-variance", random_state=0, max_iter=1000).fit(x)
+  theirs = ica.amari_distance(fast.components_ @ a)
+  assert 0 < result.sweeps <= ica.MANY_SOURCES["sweeps"]
+  assert ours <= 0.05 and ours <= 1.5 * theirs, (ours, theirs)
+
+
+def test_round_robin_pairs_every_two_components_once():
+  rounds = ica.round_robin(6)
+  assert rounds.shape == (5, 3, 2)
+  for r in rounds:
+    assert sorted(r.ravel().tolist()) == list(range(6))  # disjoint within a round
+  pairs = {tuple(sorted(p)) for r in rounds for p in r.tolist()}
+  assert len(pairs) == 15
