@@ -1,10 +1,15 @@
-"""Linear ICA: jaxssl's VCReg unmixing (jaxssl.ica.fit) side by side with scikit-learn's
-FastICA on the same mixtures, k = 2, 8, 32 (the defaults, and ``ica.MANY_SOURCES``: Jacobi
-sweeps then a frozen-projector refinement) (Laplace and mixed sources, N = 10,000, random
+"""Linear ICA: jaxssl's VCReg unmixing (jaxssl.ica.fit, both methods: the default pairwise
+Jacobi sweeps and the paper's joint gradient descent) side by side with scikit-learn's
+FastICA on the same mixtures, k = 2, 8, 32 (Laplace and mixed sources, N = 10,000, random
 mixing with condition number 4). Prints the Amari distances and wall times, writes JSON and a
 PNG of the true vs recovered sources for k = 2.
 
+With ``--projectors``, instead: the Jacobi sweeps' Amari distance under three frozen
+projectors (jaxssl.ica's threshold projector, a random one, a random one with its kinks spread
+evenly) and FastICA's, k = 2, 4, 8, three seeds each.
+
   python bench/ica.py [--out bench/results/ica.json] [--png bench/results/ica_k2.png]
+  python bench/ica.py --projectors [--out bench/results/ica_projectors.json]
 
 Needs scikit-learn (a benchmark and test extra) and matplotlib.
 """
@@ -30,6 +35,8 @@ except ImportError as err:  # pragma: no cover
 
 N = 10_000
 CASES = [(2, "laplace"), (8, "laplace"), (8, "mixed"), (32, "laplace"), (32, "mixed")]
+PROJECTOR_CASES = [(2, "laplace"), (4, "laplace"), (8, "laplace"), (8, "mixed")]
+PROJECTOR_SEEDS = (0, 1, 2)
 
 
 def fastica(x, k, seed):
@@ -60,42 +67,91 @@ def plot_k2(path, s, result, a):
   fig.savefig(path, dpi=100)
 
 
+def machine():
+  return {"platform": platform.platform(), "device": jax.devices()[0].device_kind,
+          "jax": jax.__version__, "sklearn": sklearn.__version__}
+
+
+def projectors(seed):
+  """The three frozen projectors the sweeps are compared under (32 features each)."""
+  random = ica.projector_init(jax.random.split(jax.random.key(seed), 3)[0], ica.JACOBI_WIDTH)
+  spread = -random["a"][0] * jax.numpy.linspace(-ica.JACOBI_REACH, ica.JACOBI_REACH,
+                                                ica.JACOBI_WIDTH)
+  return {"threshold": ica.threshold_projector(ica.JACOBI_WIDTH, ica.JACOBI_REACH),
+          "random": random, "random_spread": dict(random, b=spread)}
+
+
+def compare_projectors(out):
+  rows = []
+  print(f"{'k':>3} {'sources':<9} {'seed':>4} {'threshold':>10} {'random':>10} "
+        f"{'spread':>10} {'FastICA':>10}", flush=True)
+  for k, kind in PROJECTOR_CASES:
+    for seed in PROJECTOR_SEEDS:
+      s = ica.make_sources(N, k, kind, seed)
+      a = ica.random_mixing(k, seed)
+      x = s @ a.T
+      mean, v = ica.whitening(x)
+      xw = jax.numpy.asarray((x - mean) @ v.T, jax.numpy.float32)
+      row = {"k": k, "sources": kind, "seed": seed,
+             "fastica_amari": ica.amari_distance(fastica(x, k, seed)[0] @ a)}
+      for name, h in projectors(seed).items():
+        q, _, _ = ica.jacobi_rotation(xw, h)
+        row[f"{name}_amari"] = ica.amari_distance(q @ v @ a)
+      rows.append(row)
+      print(f"{k:>3} {kind:<9} {seed:>4} {row['threshold_amari']:>10.4f} "
+            f"{row['random_amari']:>10.4f} {row['random_spread_amari']:>10.4f} "
+            f"{row['fastica_amari']:>10.4f}", flush=True)
+  means = {key: float(np.mean([r[key] for r in rows])) for key in rows[0] if "amari" in key}
+  print("mean   " + "  ".join(f"{key} {value:.4f}" for key, value in means.items()))
+  out.write_text(json.dumps({"machine": machine(),
+                             "settings": {"n": N, "width": ica.JACOBI_WIDTH,
+                                          "reach": ica.JACOBI_REACH},
+                             "rows": rows, "means": means}, indent=2))
+  print(f"wrote {out}")
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--out", default="bench/results/ica.json")
+  parser.add_argument("--out", default=None,
+                      help="default bench/results/ica.json (ica_projectors.json)")
   parser.add_argument("--png", default="bench/results/ica_k2.png")
   parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--projectors", action="store_true",
+                      help="compare the sweeps' frozen projectors instead")
   args = parser.parse_args()
+  out = pathlib.Path(args.out or ("bench/results/ica_projectors.json" if args.projectors
+                                  else "bench/results/ica.json"))
+  out.parent.mkdir(parents=True, exist_ok=True)
+  if args.projectors:
+    compare_projectors(out)
+    return
   rows = []
-  print(f"{'k':>3} {'sources':<9} {'VCReg amari':>12} {'+Jacobi amari':>14} "
-        f"{'FastICA amari':>14} {'VCReg s':>8} {'+Jacobi s':>10} {'FastICA s':>10}",
+  print(f"{'k':>3} {'sources':<9} {'jacobi amari':>12} {'gradient amari':>14} "
+        f"{'FastICA amari':>14} {'jacobi s':>9} {'gradient s':>10} {'FastICA s':>10}",
         flush=True)
   for k, kind in CASES:
     s = ica.make_sources(N, k, kind, args.seed)
     a = ica.random_mixing(k, args.seed)
     x = s @ a.T
-    result = ica.fit(x, seed=args.seed)
-    jacobi = ica.fit(x, seed=args.seed, **ica.MANY_SOURCES)
+    jacobi = ica.fit(x, seed=args.seed)
+    gradient = ica.fit(x, method="gradient", seed=args.seed)
     fast_w, fast_s = fastica(x, k, args.seed)
-    row = {"k": k, "sources": kind, "n": N, "vcreg_amari": ica.amari_distance(result.unmixing @ a),
+    row = {"k": k, "sources": kind, "n": N,
            "jacobi_amari": ica.amari_distance(jacobi.unmixing @ a),
-           "fastica_amari": ica.amari_distance(fast_w @ a), "vcreg_s": result.seconds,
-           "jacobi_s": jacobi.seconds, "jacobi_sweeps": jacobi.sweeps, "fastica_s": fast_s,
-           "gaussian_components": result.gaussian_components}
+           "gradient_amari": ica.amari_distance(gradient.unmixing @ a),
+           "fastica_amari": ica.amari_distance(fast_w @ a), "jacobi_s": jacobi.seconds,
+           "jacobi_sweeps": jacobi.sweeps, "gradient_s": gradient.seconds, "fastica_s": fast_s,
+           "gaussian_components": jacobi.gaussian_components}
     rows.append(row)
-    print(f"{k:>3} {kind:<9} {row['vcreg_amari']:>12.4f} {row['jacobi_amari']:>14.4f} "
-          f"{row['fastica_amari']:>14.4f} {row['vcreg_s']:>8.1f} {row['jacobi_s']:>10.1f} "
+    print(f"{k:>3} {kind:<9} {row['jacobi_amari']:>12.4f} {row['gradient_amari']:>14.4f} "
+          f"{row['fastica_amari']:>14.4f} {row['jacobi_s']:>9.1f} {row['gradient_s']:>10.1f} "
           f"{row['fastica_s']:>10.2f}", flush=True)
     if k == 2:
-      plot_k2(args.png, s, result, a)
-  out = pathlib.Path(args.out)
-  out.parent.mkdir(parents=True, exist_ok=True)
+      plot_k2(args.png, s, jacobi, a)
   out.write_text(json.dumps({
-      "machine": {"platform": platform.platform(), "device": jax.devices()[0].device_kind,
-                  "jax": jax.__version__, "sklearn": sklearn.__version__},
+      "machine": machine(),
       "settings": {"n": N, "seed": args.seed,
-                   "fit": "jaxssl.ica.fit defaults; +Jacobi: fit(**ica.MANY_SOURCES)",
-                   "many_sources": ica.MANY_SOURCES},
+                   "fit": "jaxssl.ica.fit defaults (jacobi); fit(method='gradient')"},
       "rows": rows}, indent=2))
   print(f"wrote {out} and {args.png}")
 

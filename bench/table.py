@@ -1,7 +1,7 @@
 """Renders benchmark JSON files as the Markdown tables of the README.
 
   python bench/table.py bench/results/losses.json bench/results/ica.json \
-      bench/results/train_step_cpu.json
+      bench/results/ica_projectors.json bench/results/train_step_cpu.json
 """
 
 import json
@@ -35,14 +35,14 @@ def ica_table(result):
       f"{machine['device']}; jax {machine['jax']}, scikit-learn {machine['sklearn']}; "
       f"N = {result['settings']['n']}, seed {result['settings']['seed']}",
       "",
-      "| k | sources | VCReg Amari | + Jacobi Amari (sweeps) | FastICA Amari | VCReg s | "
-      "+ Jacobi s | FastICA s |",
+      "| k | sources | Jacobi Amari (sweeps) | gradient Amari | FastICA Amari | Jacobi s | "
+      "gradient s | FastICA s |",
       "|---:|---|---:|---:|---:|---:|---:|---:|",
   ]
   for r in result["rows"]:
-    lines.append(f"| {r['k']} | {r['sources']} | {r['vcreg_amari']:.4f} | "
-                 f"{r['jacobi_amari']:.4f} ({r['jacobi_sweeps']}) | "
-                 f"{r['fastica_amari']:.4f} | {r['vcreg_s']:.1f} | {r['jacobi_s']:.1f} | "
+    lines.append(f"| {r['k']} | {r['sources']} | {r['jacobi_amari']:.4f} "
+                 f"({r['jacobi_sweeps']}) | {r['gradient_amari']:.4f} | "
+                 f"{r['fastica_amari']:.4f} | {r['jacobi_s']:.1f} | {r['gradient_s']:.1f} | "
                  f"{r['fastica_s']:.2f} |")
   return "\n".join(lines)
 
@@ -92,7 +92,25 @@ def scaling_table(result):
   return "\n".join(lines)
 
 
-TABLES = {"losses": losses_table, "ica": ica_table, "train_step": train_step_table,
+def ica_projectors_table(result):
+  machine = result["machine"]
+  lines = [
+      (f"Jacobi sweeps under three frozen projectors ({result['settings']['width']} features); "
+       f"jax {machine['jax']}, scikit-learn {machine['sklearn']}; N = {result['settings']['n']}"),
+      "",
+      "| k | sources | seed | threshold (default) | random | random, kinks spread | FastICA |",
+      "|---:|---|---:|---:|---:|---:|---:|",
+  ]
+  keys = ("threshold_amari", "random_amari", "random_spread_amari", "fastica_amari")
+  for r in result["rows"]:
+    lines.append(f"| {r['k']} | {r['sources']} | {r['seed']} | "
+                 + " | ".join(f"{r[key]:.4f}" for key in keys) + " |")
+  lines.append("| **mean** | | | "
+               + " | ".join(f"**{result['means'][key]:.4f}**" for key in keys) + " |")
+  return "\n".join(lines)
+
+
+TABLES = {"losses": losses_table, "ica": ica_table, "ica_projectors": ica_projectors_table, "train_step": train_step_table,
           "scaling": scaling_table}
 
 
@@ -101,7 +119,10 @@ def kind_of(result):
     return "train_step"
   if "cases" in result:
     return "scaling"
+  if "means" in result:
+    return "ica_projectors"
   return "ica" if "fastica_amari" in result["rows"][0] else "losses"
+
 
 if __name__ == "__main__":
   for path in sys.argv[1:]:
