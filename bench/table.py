@@ -110,8 +110,8 @@ def ica_projectors_table(result):
   return "\n".join(lines)
 
 
-TABLES = {"losses": losses_table, "ica": ica_table, "ica_projectors": ica_projectors_table, "train_step": train_step_table,
-          "scaling": scaling_table}
+TABLES = {"losses": losses_table, "ica": ica_table, "ica_projectors": ica_projectors_table,
+          "train_step": train_step_table, "scaling": scaling_table}
 
 
 def kind_of(result):

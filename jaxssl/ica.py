@@ -171,12 +171,7 @@ def projector_init(key: jax.Array, width: int) -> dict[str, jax.Array]:
 def threshold_projector(width: int, reach: float) -> dict[str, jax.Array]:
   """The Jacobi sweeps' frozen projector, in :func:`projector_init`'s form: ``h(y)_p =
   relu(y - t_p)`` with the thresholds ``t_p`` evenly over ``[-reach, reach]`` (slopes 1,
-  ``C = I``).
-
-  Against a random projector (random slopes, Cauchy-spread kinks, random ``C``; measured in
-  the module docstring) it has no draw to be unlucky with: every feature has the same weight
-  and the kinks cover the components' range evenly, where random biases put half of them
-  within one standard deviation and a fifth beyond three, where there is little data."""
+  ``C = I``): no random draw to be unlucky with (the module docstring has the comparison)."""
   return {"a": jnp.ones((1, width)), "b": -jnp.linspace(-reach, reach, width),
           "c": jnp.eye(width)}
 
@@ -319,20 +314,22 @@ def jacobi_rotation(xw: jax.Array, h: dict[str, jax.Array], *, sweeps: int = 15,
     return g @ q, jnp.max(jnp.minimum(t, math.pi / 2 - t)), jnp.sum(before)
 
   def sweep(q, gain, thetas, periodic):
+    """One pass over every pair: the new ``Q``, the largest move and the total dependence."""
     moved, total = 0.0, 0.0
     for pairs in round_robin(even):
       q, m, before = one_round(q, jnp.asarray(pairs), gain, thetas, periodic)
       moved, total = max(moved, float(m)), total + float(before)
-    history.append(total)
-    return q, moved
+    return q, moved, total
 
   q, history = jnp.eye(even), []
   while len(history) < sweeps:
-    q, moved = sweep(q, min_gain, coarse, True)
+    q, moved, total = sweep(q, min_gain, coarse, True)
+    history.append(total)
     if moved <= 1.5 * step:
       break
   for _ in range(polish):
-    q, _ = sweep(q, 0.0, fine, False)
+    q, _, total = sweep(q, 0.0, fine, False)
+    history.append(total)
   return np.asarray(q, np.float64)[:k, :k], len(history), np.asarray(history)
 
 

@@ -15,6 +15,16 @@ def mixtures(n, k, kind, seed=0):
   return s, a, s @ a.T
 
 
+def against_fastica(k, kind, **fit_kwargs):
+  """``ica.fit`` and FastICA on the same N = 10,000 mixtures (seed 0): the fit, both Amari
+  distances, the sources and the mixtures."""
+  s, a, x = mixtures(10_000, k, kind, seed=0)
+  result = ica.fit(x, seed=0, **fit_kwargs)
+  fast = FastICA(k, whiten="unit-variance", random_state=0, max_iter=1000).fit(x)
+  return (result, ica.amari_distance(result.unmixing @ a),
+          ica.amari_distance(fast.components_ @ a), s, x)
+
+
 def test_amari_distance_against_hand_computed_values():
   perm_scale = np.array([[0.0, 2.0], [-3.0, 0.0]])
   assert ica.amari_distance(perm_scale) == 0.0
@@ -39,11 +49,7 @@ def test_mixing_is_well_conditioned():
 
 @pytest.mark.parametrize("method", ica.METHODS)
 def test_four_laplace_sources_as_well_as_fastica(method):
-  s, a, x = mixtures(10_000, 4, "laplace", seed=0)
-  result = ica.fit(x, method=method, seed=0)
-  ours = ica.amari_distance(result.unmixing @ a)
-  fast = FastICA(4, whiten="unit-variance", random_state=0, max_iter=1000).fit(x)
-  theirs = ica.amari_distance(fast.components_ @ a)
+  result, ours, theirs, s, x = against_fastica(4, "laplace", method=method)
   assert ours <= 0.05, ours
   assert ours <= 1.5 * theirs, (ours, theirs)
   assert result.identifiable and result.gaussian_components == 0
@@ -88,11 +94,7 @@ def test_rank_deficient_mixtures_are_refused():
 def test_eight_mixed_sources_as_well_as_fastica():
   """The paper's joint gradient descent stalls here (Amari 0.1-0.7); the pairwise sweeps
   reach FastICA's level."""
-  _, a, x = mixtures(10_000, 8, "mixed", seed=0)
-  result = ica.fit(x, seed=0)
-  ours = ica.amari_distance(result.unmixing @ a)
-  fast = FastICA(8, whiten="unit-variance", random_state=0, max_iter=1000).fit(x)
-  theirs = ica.amari_distance(fast.components_ @ a)
+  result, ours, theirs, _, _ = against_fastica(8, "mixed")
   assert ours <= 0.05 and ours <= 1.5 * theirs, (ours, theirs)
   # The sweeps converged before their limit, and each lowered the total dependence until the
   # components were independent.
@@ -102,11 +104,7 @@ def test_eight_mixed_sources_as_well_as_fastica():
 
 def test_thirty_two_mixed_sources_as_well_as_fastica():
   """The issue's upper size: 32 sources (about 90 s here; bench/ica.py has Laplace too)."""
-  _, a, x = mixtures(10_000, 32, "mixed", seed=0)
-  result = ica.fit(x, seed=0)
-  ours = ica.amari_distance(result.unmixing @ a)
-  fast = FastICA(32, whiten="unit-variance", random_state=0, max_iter=1000).fit(x)
-  theirs = ica.amari_distance(fast.components_ @ a)
+  result, ours, theirs, _, _ = against_fastica(32, "mixed")
   assert ours <= 0.05 and ours <= 1.5 * theirs, (ours, theirs)
   assert result.identifiable
 
