@@ -1,4 +1,13 @@
-"""W-MSE: MSE between whitened, normalised embeddings."""
+"""W-MSE: MSE between whitened, normalised embeddings.
+
+The whitening factorises one sub-batch at a time (``lax.map``), never as one batched LAPACK
+call: jaxlib's batched CPU kernels (``lapack_strsm_ffi``, ``lapack_spotrf_ffi``) split the batch
+over XLA:CPU's intra-op thread pool (``ParallelBatchMap``) and block until it is done. On a
+multi-device CPU mesh every device runs the replicated whitening at once, each device's program
+holds a pool thread while it waits, and the batch's tasks can find no thread left: the step
+never returns (seen on 8 virtual devices, within the first few calls of the loss's
+``value_and_grad``). Unbatched calls run inline on the calling thread.
+"""
 
 from __future__ import annotations
 
@@ -62,10 +71,10 @@ def wmse(z_a: Array, z_b: Array, *, w_size: int | None = None, eps: float = 0.0,
     # A permutation: unique indices make the backward a plain scatter, not a scatter-add.
     z_a = z_a.at[perm].get(unique_indices=True)
     z_b = z_b.at[perm].get(unique_indices=True)
-  # Both views' sub-batches in one batched whitening: one Cholesky and one solve call. Two
-  # independent linalg chains in one program intermittently deadlock XLA:CPU's thread pool.
+  # Both views' sub-batches whitened one after another, each factorisation unbatched: see
+  # the module docstring for the XLA:CPU deadlock that batched (vmap) LAPACK calls cause.
   blocks = jnp.concatenate([z_a, z_b]).reshape(2 * n // w_size, w_size, dim)
-  w_a, w_b = jax.vmap(_whiten, in_axes=(0, None))(blocks, eps).reshape(2, n, dim)
+  w_a, w_b = jax.lax.map(lambda block: _whiten(block, eps), blocks).reshape(2, n, dim)
   cosine = jnp.sum(stats.l2_normalise(w_a) * stats.l2_normalise(w_b), axis=1)
   aux = stats.replicate({"invariance": 2.0 - 2.0 * jnp.mean(cosine)}, axis_name)
   return aux["invariance"], aux

@@ -107,3 +107,19 @@ def test_each_device_does_its_share_of_the_regulariser(loss, form, mesh):
                                     mesh=mesh, in_specs=(P("batch"), P("batch")),
                                     out_specs=P()), z_a, z_b)
   assert per_device < 1.5 * whole / N_DEV, (per_device, whole)
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_fifty_sharded_calls_return(case, mesh):
+  """Issue 24: on 8 CPU devices W-MSE's batched whitening deadlocked XLA:CPU's thread pool
+  within the first few calls of its value_and_grad; every loss must keep returning. Each
+  call is waited for, as the trainer does: dozens of collective programs queued at once
+  stall XLA:CPU's rendezvous whatever the loss (see ``train.loop.Monitor``)."""
+  sharding = NamedSharding(mesh, P("batch"))
+  z_a, z_b = (jax.device_put(z, sharding) for z in views(256, 64))
+  fn = jax.jit(_value_and_grads(case))
+  first = jax.device_get(fn(z_a, z_b))
+  for _ in range(49):
+    out = jax.block_until_ready(fn(z_a, z_b))
+  _assert_close(jax.device_get(out), first)
