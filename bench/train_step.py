@@ -101,7 +101,7 @@ def jax_worker(p: dict) -> dict:
   labels = rng.integers(0, p["classes"], (batch,), np.int32)
   shard = lambda tree: jax.device_put(tree, NamedSharding(mesh, P("data")))
   dtype = jnp.dtype(p["dtype"])
-  update = step_lib.make_update(r.model, r.method, dict(c.method.kwargs), r.tx, seed=0,
+  update = step_lib.make_update(r.model, r.method, r.method.kwargs(c.method.kwargs), r.tx, seed=0,
                                 schedule=r.schedule)
   view_a, view_b = r.views
 
@@ -132,7 +132,7 @@ def jax_worker(p: dict) -> dict:
   if not wanted("step + aug"):
     pass
   elif p["stem"] == "cifar":  # crops drawn on the device from the stored images
-    train_step = step_lib.make_train_step(r.model, r.method, dict(c.method.kwargs), r.tx,
+    train_step = step_lib.make_train_step(r.model, r.method, r.method.kwargs(c.method.kwargs), r.tx,
                                           r.views, seed=0, schedule=r.schedule)
     out["step + aug"] = timed(train_step, shard({"image": images, "label": labels}))
   else:  # host-cropped views; the photometric ops on the device

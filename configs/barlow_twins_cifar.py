@@ -14,5 +14,5 @@ def get_config(arg=None):
   given = jc.switches(arg, "cifar10", "cifar100")
   c = jc.cifar_config("cifar100" if "cifar100" in given else "cifar10")
   c.method.name = "barlow_twins"
-  c.method.kwargs = {"lambd": 0.0051}
+  c.method.kwargs.lambd = 0.0051
   return jc.finish(c, given)

@@ -14,6 +14,6 @@ def get_config(arg=None):
   given = jc.switches(arg)
   c = jc.imagenet_config()
   c.method.name = "barlow_twins"
-  c.method.kwargs = {"lambd": 0.0051}
+  c.method.kwargs.lambd = 0.0051
   c.optim.bias_lr = 0.0048
   return jc.finish(c, given)

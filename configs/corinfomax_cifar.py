@@ -18,8 +18,8 @@ def get_config(arg=None):
   cifar100 = "cifar100" in given
   c = jc.cifar_config("cifar100" if cifar100 else "cifar10")
   c.method.name = "corinfomax"
-  c.method.kwargs = {"alpha": 1000.0 if cifar100 else 250.0, "la_R": 0.01, "la_mu": 0.01,
-                     "eps": 1e-8, "normalize": True}
+  c.method.kwargs.update(alpha=1000.0 if cifar100 else 250.0, la_R=0.01, la_mu=0.01,
+                         eps=1e-8, normalize=True)
   c.model.projector = "4096-4096-128" if cifar100 else "2048-2048-64"
   c.model.projector_bn = False
   c.optim.update(name="sgd", lr=0.5, scale_lr_by_batch=False, momentum=0.9, weight_decay=1e-4,

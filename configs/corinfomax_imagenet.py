@@ -16,8 +16,7 @@ def get_config(arg=None):
   given = jc.switches(arg)
   c = jc.imagenet_config()
   c.method.name = "corinfomax"
-  c.method.kwargs = {"alpha": 1000.0, "la_R": 0.01, "la_mu": 0.01, "eps": 1e-8,
-                     "normalize": True}
+  c.method.kwargs.update(alpha=1000.0, la_R=0.01, la_mu=0.01, eps=1e-8, normalize=True)
   c.model.projector, c.model.projector_bn = "4096-4096-128", False
   c.optim.update(name="sgd", lr=0.5 * 2048 / 512, scale_lr_by_batch=False, momentum=0.9,
                  weight_decay=1e-4, warmup_epochs=10.0, end_lr_factor=0.0)

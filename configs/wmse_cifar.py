@@ -16,7 +16,7 @@ def get_config(arg=None):
   given = jc.switches(arg, "cifar10", "cifar100")
   c = jc.cifar_config("cifar100" if "cifar100" in given else "cifar10")
   c.method.name = "wmse"
-  c.method.kwargs = {"w_size": 128, "eps": 0.0}
+  c.method.kwargs.update(w_size=128, eps=0.0)
   c.model.projector = "1024-64"
   c.optim.update(name="adamw", lr=3e-3, scale_lr_by_batch=False, weight_decay=1e-6,
                  clip_trust_ratio=False, warmup_epochs=2.0)

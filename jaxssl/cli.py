@@ -4,6 +4,8 @@ Each process of a pod or cluster runs the same command; these flags (or the envi
 variables named in ``jaxssl.distributed.Settings``) say how it finds the others.
 """
 
+import sys
+
 from absl import flags
 
 from jaxssl import distributed
@@ -30,3 +32,21 @@ def join_processes() -> bool:
       coordinator_address=_COORDINATOR.value, num_processes=_NUM_PROCESSES.value,
       process_id=_PROCESS_ID.value, mode=_MODE.value,
       heartbeat_timeout_s=_HEARTBEAT.value, initialization_timeout_s=_INIT_TIMEOUT.value))
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing, with a ``--config.a.b=v`` that names no key of the config turned
+  into a one-paragraph error (exit status 1) instead of ml_collections' traceback."""
+  try:
+    return flags.FLAGS(argv)
+  except (AttributeError, KeyError) as err:
+    # ml_collections nests the KeyError's repr in the AttributeError: unescape it once.
+    detail = str(err.args[0] if err.args else err).encode().decode("unicode_escape")
+    detail = " ".join(detail.replace("'", "").replace("\n", ": ").split())
+    overrides = ", ".join(a.split("=")[0] for a in argv[1:] if a.startswith("--config."))
+    print(f"error: a --config override names a key the config does not have ({detail}); "
+          f"check {overrides or 'the --config.* flags'}. Method coefficients are "
+          "--config.method.kwargs.<name>, for any keyword of any method's loss in "
+          "jaxssl.losses; the other keys are listed by printing the config: python -c "
+          "\"from jaxssl import config; print(config.load('CONFIG_FILE'))\".", file=sys.stderr)
+    sys.exit(1)

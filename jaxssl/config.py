@@ -54,7 +54,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.aug = vicreg_views(28, FASHION_MNIST_STATS)
   c.model = dict(backbone="convnet", widths=(32, 64, 128), convs_per_stage=2, width=64,
                  stem="cifar", projector="2048-2048-2048", projector_bn=True, dtype="float32")
-  c.method = dict(name="vicreg", kwargs={})
+  c.method = dict(name="vicreg", kwargs=method_kwargs())
   c.optim = dict(name="lars", lr=0.2, scale_lr_by_batch=True, weight_decay=1e-6, momentum=0.9,
                  eta=0.001, clip_trust_ratio=False, bias_lr=config_dict.placeholder(float),
                  warmup_epochs=10.0, end_lr_factor=0.0)
@@ -62,11 +62,53 @@ def base_config() -> ml_collections.ConfigDict:
   c.train = dict(global_batch=256, epochs=100, steps=config_dict.placeholder(int),
                  log_every=50, eval_every=1000, checkpoint_every=1000, keep_checkpoints=3,
                  keep_period=config_dict.placeholder(int), max_skipped=0)
+  # A step that does not complete within timeout_s (None: factor x the slowest step so far,
+  # at least floor_s) stops the run with the stacks of every thread (jaxssl.watchdog).
+  c.watchdog = dict(timeout_s=config_dict.placeholder(float), floor_s=300.0, factor=20.0)
   c.eval = dict(batch=1000, knn_k=200, knn_temperature=0.07, logistic_epochs=100,
                 logistic_lr=1e-3, logistic_batch=1024, logistic_weight_decay=1e-4,
                 ridge_lambdas=(1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0), val_fraction=0.1,
                 projector=False, random_baseline=True, crop_fraction=0.875)
   return c
+
+
+def method_kwargs() -> ml_collections.ConfigDict:
+  """Every keyword of every method, unset: a config file or ``--config.method.kwargs.<name>``
+  sets the ones it wants, the rest keep the loss function's (official) defaults."""
+  return ml_collections.ConfigDict(
+      {name: config_dict.placeholder(kind) for name, kind in methods.all_keywords().items()})
+
+
+def fashion_mnist_config() -> ml_collections.ConfigDict:
+  """The CPU recipe every ``configs/*_fashion_mnist.py`` starts from (about 10 minutes on 2
+  cores): the small CNN, a 1024-1024-1024 projector, crops of 20-100% area (a 28x28 crop at
+  the ImageNet recipe's 8% is 8x8 pixels), batch 256, 3 epochs, LARS with half an epoch of
+  warm-up. The method files set the method, its coefficients and the learning rate, chosen by
+  the sweep recorded in ``bench/results/methods.json``."""
+  c = base_config()
+  c.model.widths, c.model.convs_per_stage = (32, 64, 128, 256), 1
+  c.model.projector = "1024-1024-1024"
+  for view in (c.aug.view_a, c.aug.view_b):
+    view.crop_scale = (0.2, 1.0)
+  c.optim.warmup_epochs = 0.5
+  c.train.epochs = 3
+  c.train.log_every = 50
+  c.train.eval_every = c.train.checkpoint_every = 200
+  return c
+
+
+def load(path_with_switches: str) -> ml_collections.ConfigDict:
+  """The config of ``configs/x.py`` or ``configs/x.py:switch,switch``: the one way to read a
+  config file outside the command line (tests, benchmarks, notebooks)."""
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  import pathlib  # pylint: disable=g-import-not-at-top
+  path, _, arg = str(path_with_switches).partition(":")
+  if not pathlib.Path(path).is_file():
+    raise ConfigError(f"Config file {path} not found (configs/ lists them).")
+  spec = importlib.util.spec_from_file_location(pathlib.Path(path).stem, path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg or None)
 
 
 class ConfigError(ValueError):
@@ -159,9 +201,9 @@ def validate(c: ml_collections.ConfigDict, *, num_devices: int) -> None:
   except ValueError as err:
     raise ConfigError(f"config.method.name: {err}") from None
   try:
-    method.check_kwargs(dict(c.method.kwargs))
+    kwargs = method.kwargs(c.method.kwargs)
   except ValueError as err:
-    raise ConfigError(f"config.method.kwargs: {err}") from None
+    raise ConfigError(f"config.{err}") from None
   _check(c.model.backbone in models_lib.BACKBONES, "model.backbone",
          f"must be one of {sorted(models_lib.BACKBONES)}; got {c.model.backbone!r}.")
   _check(c.model.dtype in ("float32", "bfloat16"), "model.dtype",
@@ -170,6 +212,8 @@ def validate(c: ml_collections.ConfigDict, *, num_devices: int) -> None:
     projector_lib.parse_widths(c.model.projector)
   except ValueError as err:
     raise ConfigError(f"config.model.projector: {err}") from None
+  if c.method.name == "wmse":
+    _check_whitening(kwargs, c.model.projector, c.train.global_batch)
   _check(c.optim.name in optim.OPTIMIZERS, "optim.name",
          f"must be one of {optim.OPTIMIZERS}; got {c.optim.name!r}.")
   _check(c.model.stem in resnet.STEMS, "model.stem",
@@ -190,6 +234,12 @@ def validate(c: ml_collections.ConfigDict, *, num_devices: int) -> None:
          f"must be >= 0 (0: stop at the first non-finite step); got {c.train.max_skipped}.")
   for key in ("log_every", "eval_every", "checkpoint_every", "keep_checkpoints"):
     _check(c.train[key] > 0, f"train.{key}", f"must be > 0; got {c.train[key]}.")
+  _check(c.watchdog.timeout_s is None or c.watchdog.timeout_s > 0, "watchdog.timeout_s",
+         f"must be > 0 seconds (or unset: derived from the step time); got "
+         f"{c.watchdog.timeout_s}.")
+  _check(c.watchdog.floor_s > 0, "watchdog.floor_s", f"must be > 0; got {c.watchdog.floor_s}.")
+  _check(c.watchdog.factor >= 1, "watchdog.factor",
+         f"must be >= 1 (times the slowest step); got {c.watchdog.factor}.")
   _check(0 < c.eval.crop_fraction <= 1, "eval.crop_fraction",
          f"must be in (0, 1] (the centre crop's share of the shorter side); got "
          f"{c.eval.crop_fraction}.")
@@ -203,6 +253,19 @@ def validate(c: ml_collections.ConfigDict, *, num_devices: int) -> None:
       augment.ViewAugment(**c.aug[name])
     except (TypeError, ValueError) as err:
       raise ConfigError(f"config.aug.{name}: {err}") from None
+
+
+def _check_whitening(kwargs: dict, projector: str, batch: int) -> None:
+  """W-MSE's whitening blocks must be taller than the embedding is wide (``losses.wmse``)."""
+  dim = projector_lib.parse_widths(projector)[-1]
+  w_size = kwargs.get("w_size") or batch
+  _check(batch % w_size == 0, "method.kwargs.w_size",
+         f"must divide train.global_batch ({batch}); got {w_size}.")
+  _check(w_size > dim or kwargs.get("eps", 0.0) > 0, "method.kwargs.w_size",
+         f"W-MSE whitens blocks of w_size={w_size} rows, which cannot whiten the {dim}-wide "
+         f"embedding (model.projector={projector!r}): set method.kwargs.w_size above {dim} "
+         f"(the official recipe uses 2x the embedding), narrow the projector's last layer "
+         "(the official 1024-64), or set method.kwargs.eps > 0.")
 
 
 def views(c: ml_collections.ConfigDict) -> tuple[augment.ViewAugment, augment.ViewAugment]:

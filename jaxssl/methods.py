@@ -2,7 +2,9 @@
 
 A method is a loss over the projector outputs of the two views, with its coefficients taken
 from the config section ``method.kwargs`` (defaults: the loss function's, i.e. the official
-ones). Adding a method is one entry in ``METHODS``.
+ones). ``method.kwargs`` holds every keyword of every method, unset (None) unless a config
+file or the command line sets it, so any of them can be set with
+``--config.method.kwargs.<name>=<value>``. Adding a method is one entry in ``METHODS``.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 
 from jaxssl import losses
 
@@ -33,13 +36,32 @@ class Method:
   init_state: Callable[[int], Any] | None = None
   supervised: bool = False
 
-  def check_kwargs(self, kwargs: dict[str, Any]) -> None:
-    allowed = {name for name, p in inspect.signature(self.takes).parameters.items()
-               if p.kind == p.KEYWORD_ONLY and name not in ("axis_name", "key", "estimator")}
-    unknown = set(kwargs) - allowed
+  def keywords(self) -> dict[str, type]:
+    """The coefficients a config may set, with their types."""
+    return _keywords(self.takes)
+
+  def kwargs(self, config_kwargs) -> dict[str, Any]:
+    """The keywords set (not None) in the config section ``method.kwargs``; a ValueError
+    names any that this method does not take."""
+    given = {k: v for k, v in dict(config_kwargs).items() if v is not None}
+    unknown = set(given) - set(self.keywords())
     if unknown:
-      raise ValueError(f"method.kwargs has {sorted(unknown)}, which method {self.name!r} does "
-                       f"not take; it takes {sorted(allowed)}.")
+      raise ValueError(f"method.kwargs sets {sorted(unknown)}, which method {self.name!r} does "
+                       f"not take; it takes {sorted(self.keywords())}.")
+    return given
+
+
+_TYPES = {"float": float, "int": int, "bool": bool, "str": str}
+_NOT_COEFFICIENTS = ("axis_name", "key", "estimator")  # set by the step or by the method name
+
+
+def _keywords(fn) -> dict[str, type]:
+  out = {}
+  for name, p in inspect.signature(fn).parameters.items():
+    if p.kind == p.KEYWORD_ONLY and name not in _NOT_COEFFICIENTS:
+      # Annotations are strings here (postponed evaluation): "float", "int | None", ...
+      out[name] = _TYPES[str(p.annotation).split("|")[0].strip()]
+  return out
 
 
 def _stateless(fn):
@@ -61,6 +83,12 @@ def _corinfomax(z_a, z_b, state, key, **kwargs):
   return value, aux, state
 
 
+def _supervised(z_a, z_b, state, key):
+  """No loss on the embeddings: the classification head alone trains the backbone."""
+  del z_b, key
+  return jnp.zeros((), z_a.dtype), {}, state
+
+
 def _vcreg(z_a, z_b, state, key, **kwargs):
   """VCReg on each view (no invariance term): the regulariser of supervised pretraining."""
   del key
@@ -73,6 +101,7 @@ def _vcreg(z_a, z_b, state, key, **kwargs):
 METHODS: dict[str, Method] = {
     "vicreg": Method("vicreg", _stateless(losses.vicreg), losses.vicreg),
     "vcreg": Method("vcreg", _vcreg, losses.vcreg, supervised=True),
+    "supervised": Method("supervised", _supervised, lambda: None, supervised=True),
     "barlow_twins": Method("barlow_twins", _stateless(losses.barlow_twins),
                            losses.barlow_twins),
     "wmse": Method("wmse", _wmse, losses.wmse),
@@ -93,3 +122,14 @@ def get_method(name: str) -> Method:
   if name not in METHODS:
     raise ValueError(f"method.name must be one of {sorted(METHODS)}; got {name!r}.")
   return METHODS[name]
+
+
+def all_keywords() -> dict[str, type]:
+  """Every keyword of every method with its type: the keys of the config's ``method.kwargs``
+  (a name shared by several losses, like ``eps``, has one type in all of them)."""
+  out: dict[str, type] = {}
+  for method in METHODS.values():
+    for name, kind in method.keywords().items():
+      if out.setdefault(name, kind) is not kind:
+        raise TypeError(f"method keyword {name!r} has two types: {out[name]} and {kind}.")
+  return out

@@ -55,16 +55,19 @@ class Encoder:
   def embed(self, images, *, projector: bool = False) -> jax.Array:
     return self._embed(self.variables, images, projector)
 
-  def features(self, source, *, batch: int, projector: bool = False
+  def features(self, source, *, batch: int, projector: bool = False, watchdog=None
                ) -> tuple[np.ndarray, np.ndarray]:
     """Features and labels of every example of ``source``, in the split's order, on every
-    process; computed in batches sharded over the mesh (each process reads its own part)."""
+    process; computed in batches sharded over the mesh (each process reads its own part).
+    ``watchdog`` (a ``jaxssl.watchdog.Watchdog``) is told of every batch done."""
     # Round the batch up to the mesh: a run trained on 8 devices may be restored on 3.
     batch = -(-batch // self.run.mesh.size) * self.run.mesh.size
     feats, labels, indices = [], [], []
-    for local in self.run.eval_batches(source, batch):
+    for i, local in enumerate(self.run.eval_batches(source, batch)):
       out, label, mask, index = jax.device_get(self._embed_batch(
           self.variables, loader.to_global(local, self.run.mesh), projector))
+      if watchdog is not None and i:  # (batch 0 compiled the program)
+        watchdog.beat(i)
       feats.append(out[mask])
       labels.append(label[mask])
       indices.append(index[mask])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import pathlib
 import time
 
@@ -10,16 +11,26 @@ import numpy as np
 from jaxssl import distributed
 from jaxssl.evaluate import diagnostics, probes, report
 from jaxssl.evaluate.restore import Encoder, load_encoder, random_encoder
+from jaxssl.watchdog import Watchdog
 
 
-def evaluate_encoder(encoder: Encoder) -> tuple[dict[str, float], np.ndarray]:
-  """Every protocol on one encoder's frozen features; also its test covariance spectrum."""
+def evaluate_encoder(encoder: Encoder, watchdog: Watchdog | None = None
+                     ) -> tuple[dict[str, float], np.ndarray]:
+  """Every protocol on one encoder's frozen features; also its test covariance spectrum.
+  ``watchdog`` watches the feature passes (the probes are one program each, not timed)."""
   c = encoder.config
   run = encoder.run
   projector = bool(c.eval.projector)
-  train_x, train_y = encoder.features(run.train_source, batch=c.eval.batch, projector=projector)
-  test_x, test_y = encoder.features(run.eval_source, batch=c.eval.batch, projector=projector)
-  classes = run.train_info.num_classes
+  train_x, train_y = encoder.features(run.train_source, batch=c.eval.batch, projector=projector,
+                                      watchdog=watchdog)
+  test_x, test_y = encoder.features(run.eval_source, batch=c.eval.batch, projector=projector,
+                                    watchdog=watchdog)
+  with watchdog.paused() if watchdog else contextlib.nullcontext():
+    return _protocols(c, run.train_info.num_classes, train_x, train_y, test_x, test_y)
+
+
+def _protocols(c, classes: int, train_x, train_y, test_x, test_y
+               ) -> tuple[dict[str, float], np.ndarray]:
   logistic = probes.logistic_probe(
       train_x, train_y, test_x, num_classes=classes, epochs=c.eval.logistic_epochs,
       lr=c.eval.logistic_lr, batch=c.eval.logistic_batch,
@@ -49,9 +60,16 @@ def evaluate(workdir: str | pathlib.Path, *, step: int | None = None,
   encoder = load_encoder(workdir, step)
   c = encoder.config
   results, spectra = {}, {}
-  results["pretrained"], spectra["pretrained"] = evaluate_encoder(encoder)
-  if c.eval.random_baseline if random_baseline is None else random_baseline:
-    results["random init"], spectra["random init"] = evaluate_encoder(random_encoder(c))
+  with Watchdog("evaluation batch", timeout_s=c.watchdog.timeout_s, floor_s=c.watchdog.floor_s,
+                factor=c.watchdog.factor,
+                advice="Run the same command again; if it stalls again, the stacks show "
+                       "where (the data loader, or a collective waiting for another "
+                       "process).") as watchdog:
+    results["pretrained"], spectra["pretrained"] = evaluate_encoder(encoder, watchdog)
+    if c.eval.random_baseline if random_baseline is None else random_baseline:
+      with watchdog.paused():  # building and compiling a second model
+        baseline = random_encoder(c)
+      results["random init"], spectra["random init"] = evaluate_encoder(baseline, watchdog)
   summary = {"workdir": str(workdir), "step": encoder.step, "dataset": c.data.name,
              "train_examples": encoder.run.train_info.num_examples,
              "test_examples": encoder.run.eval_info.num_examples,

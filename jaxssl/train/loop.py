@@ -21,6 +21,7 @@ from jax.experimental import multihost_utils
 
 from jaxssl import config as config_lib
 from jaxssl import distributed
+from jaxssl import watchdog as watchdog_lib
 from jaxssl.data import decode, loader, source
 from jaxssl.train import checkpoint, recipe as recipe_lib, state as state_lib, step as step_lib
 
@@ -268,6 +269,20 @@ def _start_state(run: Run, mngr, data_iter):
   return run.init_state()
 
 
+def training_watchdog(c: ml_collections.ConfigDict, workdir: pathlib.Path
+                      ) -> watchdog_lib.Watchdog:
+  """The run's stall watchdog (config section ``watchdog``), reporting to the workdir too."""
+  return watchdog_lib.Watchdog(
+      "training step", timeout_s=c.watchdog.timeout_s, floor_s=c.watchdog.floor_s,
+      factor=c.watchdog.factor,
+      report_file=str(workdir / f"stalled.process{jax.process_index()}.txt"),
+      advice=f"Run the same command to resume from the last checkpoint in {workdir}. If the "
+             "run stalls again, the stacks show where: a collective waiting for another "
+             "process (check that every process is alive and runs the same config), the "
+             "data loader (storage), or inside a compiled step (report it with the stacks; "
+             "watchdog.timeout_s sets the limit).")
+
+
 def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
           devices=None) -> dict[str, Any]:
   """Train on ``devices`` (default: all), resuming ``workdir`` if it holds checkpoints;
@@ -289,8 +304,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
   if distributed.is_main_process():
     checkpoint.write_config(workdir, c)
   train_step = step_lib.jit_train_step(
-      step_lib.make_train_step(run.model, run.method, dict(c.method.kwargs), run.tx, run.views,
-                               seed=c.seed, schedule=run.schedule,
+      step_lib.make_train_step(run.model, run.method, run.method.kwargs(c.method.kwargs), run.tx,
+                               run.views, seed=c.seed, schedule=run.schedule,
                                skip_nonfinite=c.train.max_skipped > 0), state, run.mesh)
   first = int(state.step)
   writer = MetricWriter(workdir, first)
@@ -299,10 +314,12 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
                        dynamic_ncols=True, unit="step")
   tick, scalars, logged = time.perf_counter(), {}, first
   try:
-    with StopSignal() as stop:
+    with StopSignal() as stop, training_watchdog(c, workdir) as watchdog:
       for step in range(first, run.total_steps):
         state, metrics = train_step(state, loader.to_global(next(data_iter), run.mesh))
         monitor.add(metrics)
+        if step > first:  # add() has waited for the previous step, the first one compiled
+          watchdog.beat(step)
         done = step + 1
         last = done == run.total_steps
         log = done % c.train.log_every == 0 or last
@@ -320,15 +337,18 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
           if monitor.max_skipped:
             scalars["skipped_steps"] = float(monitor.skipped)
           if done % c.train.eval_every == 0 or last:
-            scalars["val_head_accuracy"] = run.head_accuracy(state)
+            with watchdog.paused():
+              scalars["val_head_accuracy"] = run.head_accuracy(state)
           writer.write(done, scalars)
           progress.set_postfix({k: f"{scalars[k]:.4g}" for k in _progress_keys(scalars)})
           progress.update(done - logged)
           tick, logged = time.perf_counter(), done
         if save:
-          checkpoint.save(mngr, done, state, data_iter)
+          with watchdog.paused():
+            checkpoint.save(mngr, done, state, data_iter)
         if stopping:
-          mngr.wait_until_finished()
+          with watchdog.paused():
+            mngr.wait_until_finished()
           name = stop.name
           if distributed.is_main_process():
             progress.write(

@@ -20,8 +20,8 @@ def run_steps(run, steps: int, devices=None):
   """``steps`` train steps of ``run`` from its initial state; the losses and the jitted step."""
   state = run.init_state()
   train_step = step_lib.jit_train_step(
-      step_lib.make_train_step(run.model, run.method, dict(run.config.method.kwargs), run.tx,
-                               run.views, seed=run.config.seed, schedule=run.schedule),
+      step_lib.make_train_step(run.model, run.method, run.method.kwargs(run.config.method.kwargs),
+                               run.tx, run.views, seed=run.config.seed, schedule=run.schedule),
       state, run.mesh)
   data = loader.train_dataset(run.train_source, global_batch=run.config.train.global_batch,
                               seed=run.config.seed)
@@ -32,15 +32,18 @@ def run_steps(run, steps: int, devices=None):
   return state, losses, train_step
 
 
+@pytest.mark.timeout(300)
 @pytest.mark.parametrize("name", sorted(methods.METHODS))
-def test_every_method_runs_on_mock_data_and_compiles_once(name):
+def test_every_method_runs_20_steps_on_8_devices_and_compiles_once(name):
+  """20 steps on the 8 devices of tests/conftest.py (issue 24: W-MSE used to hang there)."""
   config = smoke_config(None, **{"data.name": "cifar10", "method.name": name})
   config.unlock()
   config.aug = config_lib.vicreg_views(32, config_lib.CIFAR10_STATS)
   config.model.projector = "64-32"
   with tfds.testing.mock_data(num_examples=128):
     run = loop.Run(config, "")
-  _, losses, train_step = run_steps(run, 3)
+  assert run.mesh.size == 8
+  _, losses, train_step = run_steps(run, 20)
   assert np.all(np.isfinite(losses)), losses
   assert train_step._cache_size() == 1
 
@@ -173,13 +176,53 @@ def test_unknown_method_kwargs_name_the_key():
     config_lib.validate(config, num_devices=1)
 
 
-def test_cli_rejects_an_unknown_key(tmp_path):
+def test_every_keyword_of_every_method_is_a_config_key():
+  keys = set(config_lib.base_config().method.kwargs)
+  for method in methods.METHODS.values():
+    assert set(method.keywords()) <= keys, method.name
+
+
+@pytest.mark.parametrize("config_file", ["vicreg_fashion_mnist.py", "vicreg_cifar.py"])
+def test_command_line_sets_a_method_keyword_the_file_did_not_list(config_file):
+  """The README's ``--config.method.kwargs.sim_coeff=25.0`` (an AttributeError before)."""
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
+  argv = ["prog", f"--config=configs/{config_file}", "--config.method.kwargs.sim_coeff=25.0",
+          "--config.method.kwargs.cov_coeff=2"]
+  values = flags.FlagValues()
+  config_flags.DEFINE_config_file("config", flag_values=values, lock_config=True, sys_argv=argv)
+  values(argv)
+  config = values.config
+  assert methods.get_method("vicreg").kwargs(config.method.kwargs) == {"sim_coeff": 25.0,
+                                                                       "cov_coeff": 2.0}
+
+
+def test_a_keyword_the_method_does_not_take_is_a_config_error():
+  config = smoke_config(None, **{"method.name": "barlow_twins"})
+  config.method.kwargs.sim_coeff = 25.0
+  with pytest.raises(config_lib.ConfigError,
+                     match=r"method.kwargs sets \['sim_coeff'\].*'barlow_twins'.*lambd"):
+    config_lib.validate(config, num_devices=1)
+
+
+def test_wmse_on_a_wide_embedding_is_a_config_error_before_any_work():
+  """Issue 23: the Fashion-MNIST default switched to W-MSE failed at the first step."""
+  config = config_lib.load("configs/vicreg_fashion_mnist.py")
+  config.method.name = "wmse"
+  with pytest.raises(config_lib.ConfigError, match=r"method.kwargs.w_size.*1024"):
+    config_lib.validate(config, num_devices=1)
+
+
+@pytest.mark.parametrize("override", ["--config.optim.nosuch=1",
+                                      "--config.method.kwargs.sim_coef=1"])
+def test_cli_rejects_an_unknown_key_in_one_paragraph(tmp_path, override):
   result = subprocess.run(
       [sys.executable, "-m", "jaxssl.train", "--config", "configs/vicreg_fashion_mnist.py:smoke",
-       "--workdir", str(tmp_path), "--config.optim.nosuch=1"],
+       "--workdir", str(tmp_path), override],
       capture_output=True, text=True, timeout=300)
-  assert result.returncode != 0
-  assert "nosuch" in result.stderr
+  assert result.returncode == 1
+  assert result.stderr.startswith("error: ") and "Traceback" not in result.stderr
+  assert override.split("=")[0] in result.stderr
   assert not (tmp_path / "checkpoints").exists()
 
 
