@@ -106,14 +106,27 @@ def _tfds_source(name: str, split: str, data_dir: str | None, decoders=None):
         f"catalog (cifar10, cifar100, imagenet2012, ...) or {fashion_mnist.NAME!r} for the "
         f"embedded Fashion-MNIST.") from err
   except (AssertionError, FileNotFoundError, NotImplementedError) as err:
-    root = data_dir or tfds.core.constants.DATA_DIR
-    raise DatasetError(f"TFDS dataset {name!r} is not prepared in array_record format under "
-                       f"{root} ({type(err).__name__}).\n"
-                       + HOW_TO_PREPARE.format(name=name, data_dir=root)) from err
+    raise _not_prepared(name, data_dir, type(err).__name__) from err
   except (KeyError, ValueError) as err:
+    # tensorflow-datasets 4.9.10 fails at the split lookup when nothing was generated.
+    if not _is_prepared(name, data_dir):
+      raise _not_prepared(name, data_dir, "no splits generated") from err
     raise DatasetError(f"Dataset {name!r} has no split {split!r} ({err}). TFDS slicing like "
                        "'train[:90%]' works too.") from err
   return data, data.dataset_info
+
+
+def _is_prepared(name: str, data_dir: str | None) -> bool:
+  try:
+    return tfds.builder(name, data_dir=data_dir).is_prepared()
+  except Exception:  # pylint: disable=broad-except
+    return True  # cannot tell: keep the caller's own message
+
+
+def _not_prepared(name: str, data_dir: str | None, why: str) -> DatasetError:
+  root = data_dir or tfds.core.constants.DATA_DIR
+  return DatasetError(f"TFDS dataset {name!r} is not prepared in array_record format under "
+                      f"{root} ({why}).\n" + HOW_TO_PREPARE.format(name=name, data_dir=root))
 
 
 def _split_info(info: tfds.core.DatasetInfo, name: str, split: str,

@@ -41,8 +41,14 @@ def main(argv):
     print(f"error: {err}", file=sys.stderr)
     sys.exit(1)
   numbers = {k: v for k, v in scalars.items() if isinstance(v, float)}
-  if is_main_process():
+  if not is_main_process():
+    return
+  if numbers:
     print("final: " + ", ".join(f"{k}={v:.4g}" for k, v in sorted(numbers.items())))
+  else:  # the workdir's run had already finished: no step was taken
+    print(f"Nothing to do: the run in {_WORKDIR.value} has already finished. Evaluate it with "
+          f"python -m jaxssl.evaluate --workdir {_WORKDIR.value}, or train it longer with a "
+          "larger --config.train.epochs (or train.steps).")
 
 
 if __name__ == "__main__":

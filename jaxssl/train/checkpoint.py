@@ -11,10 +11,12 @@ Layout of a workdir::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import pathlib
 
 import grain
+from absl import logging as absl_logging
 import jax
 import ml_collections
 import orbax.checkpoint as ocp
@@ -41,11 +43,26 @@ def workdir_path(workdir: str | pathlib.Path) -> pathlib.Path:
 
 def manager(workdir: str | pathlib.Path, *, keep: int = 3, keep_period: int | None = None,
             read_only: bool = False) -> ocp.CheckpointManager:
-  options = ocp.CheckpointManagerOptions(
-      max_to_keep=keep, keep_period=keep_period, create=not read_only,
-      enable_async_checkpointing=not read_only, read_only=read_only)
-  return ocp.CheckpointManager(pathlib.Path(workdir).absolute() / CHECKPOINT_DIR,
-                               options=options)
+  if read_only:  # the options Orbax would otherwise reset, warning each time (issue 23)
+    options = ocp.CheckpointManagerOptions(max_to_keep=None, save_interval_steps=0,
+                                           create=False, enable_async_checkpointing=False,
+                                           read_only=True)
+  else:
+    options = ocp.CheckpointManagerOptions(max_to_keep=keep, keep_period=keep_period)
+  directory = pathlib.Path(workdir).absolute() / CHECKPOINT_DIR
+  # Orbax logs "Given directory is read only" for every read-only manager: true, not news.
+  with _quiet_absl() if read_only else contextlib.nullcontext():
+    return ocp.CheckpointManager(directory, options=options)
+
+
+@contextlib.contextmanager
+def _quiet_absl():
+  previous = absl_logging.get_verbosity()
+  absl_logging.set_verbosity(absl_logging.ERROR)
+  try:
+    yield
+  finally:
+    absl_logging.set_verbosity(previous)
 
 
 def save(mngr: ocp.CheckpointManager, step: int, state, data_iterator=None) -> None:

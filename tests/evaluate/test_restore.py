@@ -72,3 +72,14 @@ def test_cli_reports_a_missing_run_without_a_traceback(tmp_path):
   assert result.returncode == 1
   assert "not a jaxssl run directory" in result.stderr
   assert "Traceback" not in result.stderr
+
+
+def test_reading_a_run_logs_no_orbax_warnings(tiny_run, caplog):
+  """Issue 23: every evaluation printed three Orbax read_only warnings."""
+  import logging  # pylint: disable=g-import-not-at-top
+  with caplog.at_level(logging.WARNING):
+    mngr = checkpoint.manager(tiny_run, read_only=True)
+    assert mngr.latest_step() is not None
+    mngr.close()
+  assert not [r for r in caplog.records if "read only" in r.getMessage().lower()
+              or "read_only" in r.getMessage()]

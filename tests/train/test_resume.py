@@ -255,3 +255,13 @@ def test_skipping_stops_once_past_the_limit(fmnist_data_dir, tmp_path, monkeypat
   config = smoke_config(fmnist_data_dir, **{"train.max_skipped": 2})
   with pytest.raises(loop.NonFiniteError, match=r"3 steps .* exceed train.max_skipped=2"):
     loop.train(config, tmp_path)
+
+
+def test_running_a_finished_run_again_says_so(reference, fmnist_data_dir, tmp_path):
+  """Issue 23: the same command on a finished run printed ``final: `` and nothing else."""
+  workdir = tmp_path / "run"
+  shutil.copytree(reference[0], workdir)
+  result = run(workdir, fmnist_data_dir)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "Nothing to do: the run in" in result.stdout and "final: \n" not in result.stdout
+  assert "python -m jaxssl.evaluate --workdir" in result.stdout
