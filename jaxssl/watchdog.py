@@ -56,6 +56,7 @@ class Watchdog:
     self._slowest = 0.0
     self._step: int | None = None
     self._paused = 0
+    self._running = False
     self._stop = threading.Event()
     self._thread = threading.Thread(target=self._watch, name="jaxssl-watchdog", daemon=True)
 
@@ -66,10 +67,12 @@ class Watchdog:
     return max(self.floor_s, self.factor * self._slowest)
 
   def __enter__(self) -> Watchdog:
+    self._running = True
     self._thread.start()
     return self
 
   def __exit__(self, *exc) -> None:
+    self._running = False
     self._stop.set()
     self._thread.join()
     faulthandler.cancel_dump_traceback_later()
@@ -82,7 +85,8 @@ class Watchdog:
         self._slowest = max(self._slowest, now - self._last)
       self._last, self._step = now, step
       limit = self.limit_s
-    _arm_backstop(limit)
+    if self._running:  # the backstop lives between __enter__ and __exit__ only
+      _arm_backstop(limit)
 
   @contextlib.contextmanager
   def paused(self):
@@ -98,7 +102,7 @@ class Watchdog:
         if self._last is not None:
           self._last = time.monotonic()
           limit = self.limit_s
-      if self._last is not None:
+      if self._last is not None and self._running:
         _arm_backstop(limit)
 
   def _watch(self) -> None:

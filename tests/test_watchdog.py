@@ -57,7 +57,7 @@ def test_not_armed_before_the_first_step():
 
 
 def test_derived_limit_follows_the_slowest_step():
-  dog = watchdog_lib.Watchdog("test step", floor_s=2.0, factor=10.0)
+  dog = watchdog_lib.Watchdog("test step", floor_s=2.0, factor=10.0)  # not entered: no timer
   assert dog.limit_s == 2.0
   dog.beat(0)
   time.sleep(0.3)
