@@ -14,10 +14,12 @@ killed half-way resumes from its last one.
 Parts:
 - ``sweep``: one seed at one epoch per setting, the search that picked each method's learning
   rate and coefficients in ``configs/*_fashion_mnist.py``;
-- ``table``: every method's config file as it is, 3 epochs, ``--seeds`` seeds, plus the
-  randomly initialised encoder and the supervised baselines (with and without VCReg);
-- ``projector``: VICReg at several projector widths and depths (3 epochs, seed 0), for the
-  pairwise independence of the representation.
+- ``table``: every method's config file as it is, at ``--table_epochs`` (default 3, the
+  files' own length), ``--seeds`` seeds, plus the randomly initialised encoder and the
+  supervised baselines (with and without VCReg);
+- ``projector``: VICReg at several projector widths and depths (the sweep's length, seed 0;
+  the table's 1024-1024-1024 run at that length is the fifth point), for the pairwise
+  independence of the representation.
 
 Every run is evaluated on the backbone's features: logistic and ridge probes, 200-NN, RankMe,
 the covariance spectrum, the mean pairwise normalised HSIC between features (512 test images)
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import os
 import pathlib
@@ -39,6 +42,7 @@ import time
 import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # this tree's jaxssl (see run_one)
 RESULTS = ROOT / "bench" / "results" / "methods.json"
 
 SSL_CONFIGS = {
@@ -88,7 +92,9 @@ class Run:
   random_init: bool = False  # evaluate the config's architecture freshly initialised
 
 
-def plan(parts: list[str], seeds: list[int]) -> list[Run]:
+def plan(parts: list[str], seeds: list[int], table_epochs: int = 3) -> list[Run]:
+  """The runs of ``parts`` in order. Table runs are named by their length (``table/e3/...``):
+  tables of different budgets live side by side in one results file."""
   runs = []
   if "sweep" in parts:
     for method, overrides in SWEEP:
@@ -96,16 +102,33 @@ def plan(parts: list[str], seeds: list[int]) -> list[Run]:
       runs.append(Run(f"sweep/{method}/{setting}", "sweep", method, SSL_CONFIGS[method],
                       {"train.epochs": SWEEP_EPOCHS, **overrides}))
   if "table" in parts:
+    length = {"train.epochs": table_epochs}
     for seed in seeds:  # all rows of a seed before the next seed: a partial table is a table
-      runs.append(Run(f"table/random init/seed{seed}", "table", "random init",
-                      SSL_CONFIGS["vicreg"], {}, seed, random_init=True))
+      runs.append(Run(f"table/e{table_epochs}/random init/seed{seed}", "table", "random init",
+                      SSL_CONFIGS["vicreg"], length, seed, random_init=True))
       for label, config in {**SSL_CONFIGS, **BASELINES}.items():
-        runs.append(Run(f"table/{label}/seed{seed}", "table", label, config, {}, seed))
+        runs.append(Run(f"table/e{table_epochs}/{label}/seed{seed}", "table", label, config,
+                        length, seed))
   if "projector" in parts:
     for projector in PROJECTORS:
       runs.append(Run(f"projector/vicreg/{projector}", "projector", projector,
-                      SSL_CONFIGS["vicreg"], {"model.projector": projector}))
+                      SSL_CONFIGS["vicreg"],
+                      {"train.epochs": SWEEP_EPOCHS, "model.projector": projector}))
   return runs
+
+
+def fingerprint(run: Run, smoke: bool) -> str:
+  """Two runs with the same fingerprint are the same run (e.g. the sweep's chosen setting and
+  the table's seed 0 at the sweep's length): see ``config_fingerprint``."""
+  return config_fingerprint(_configure(run, smoke, None), run.random_init)
+
+
+def config_fingerprint(c, random_init: bool) -> str:
+  """The resolved config (where the data lives aside) and what is evaluated."""
+  config = json.loads(c.to_json_best_effort())
+  config["data"].pop("data_dir", None)
+  text = json.dumps({"config": config, "random_init": random_init}, sort_keys=True)
+  return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -164,7 +187,7 @@ def work(run: Run, workdir: pathlib.Path, smoke: bool, data_dir: str | None) -> 
                                 lr=c.eval.logistic_lr, batch=c.eval.logistic_batch,
                                 weight_decay=c.eval.logistic_weight_decay, seed=c.seed)
   return {
-      **dataclasses.asdict(run),
+      **dataclasses.asdict(run), "fingerprint": config_fingerprint(c, run.random_init),
       "step": encoder.step, "devices": jax.device_count(),
       "logistic": metrics["logistic"], "ridge": metrics["ridge"], "knn": metrics["knn"],
       "rankme": metrics["rankme"], "dim": metrics["dim"],
@@ -174,7 +197,7 @@ def work(run: Run, workdir: pathlib.Path, smoke: bool, data_dir: str | None) -> 
       "images_per_s": final.get("images_per_s"),
       "train_s": train_s, "eval_s": time.perf_counter() - start - train_s,
       "spectrum": _spectrum(spectrum),
-      "config": {"method": c.method.name, "projector": c.model.projector,
+      "settings": {"method": c.method.name, "projector": c.model.projector,
                  "optim": c.optim.to_dict(), "epochs": c.train.epochs,
                  "steps": c.train.steps, "global_batch": c.train.global_batch,
                  "method_kwargs": {k: v for k, v in c.method.kwargs.items() if v is not None}},
@@ -209,8 +232,11 @@ def summarise(runs: dict) -> dict:
   for result in runs.values():
     if "error" in result:
       continue
-    key = result["label"] if result["part"] == "table" else result["id"]
-    rows = tables.setdefault(result["part"], {})
+    part = result["part"]
+    if part == "table":
+      part = f"table_e{result['overrides']['train.epochs']}"
+    key = result["label"] if part.startswith("table") else result["id"]
+    rows = tables.setdefault(part, {})
     rows.setdefault(key, []).append(result)
   out = {}
   for part, rows in tables.items():
@@ -258,13 +284,22 @@ def run_one(run: Run, args) -> dict:
 def drive(args) -> dict:
   path = pathlib.Path(args.out)
   results = load_results(path)
-  runs = plan(args.parts, args.seeds)
+  runs = plan(args.parts, args.seeds, args.table_epochs)
+  done = {r.get("fingerprint"): r for r in results["runs"].values() if "error" not in r}
   for run in runs:
     previous = results["runs"].get(run.id)
     if previous and not (args.retry and "error" in previous):
       continue
+    key = fingerprint(run, args.smoke)
+    if key in done:
+      results["runs"][run.id] = {**done[key], **dataclasses.asdict(run), "same_as": done[key]["id"]}
+      save_results(path, results)
+      print(f"[{time.strftime('%H:%M:%S')}] {run.id}: the same run as {done[key]['id']}")
+      continue
     print(f"[{time.strftime('%H:%M:%S')}] {run.id} ...", flush=True)
     result = run_one(run, args)
+    if "error" not in result:
+      done[result["fingerprint"]] = result
     results["runs"][run.id] = result
     save_results(path, results)
     if "error" in result:
@@ -291,10 +326,11 @@ def _cell(row: dict, name: str, scale: float = 100.0, digits: int = 2) -> str:
 def report(results: dict) -> str:
   tables = results.get("tables", {})
   out = []
-  if "table" in tables:
-    out += ["| method | seeds | logistic % | ridge % | 200-NN % | RankMe | HSIC | MNIST % | "
+  for part in sorted(p for p in tables if p.startswith("table")):
+    out += [f"\n{part[len('table_e'):]} epochs:\n",
+            "| method | seeds | logistic % | ridge % | 200-NN % | RankMe | HSIC | MNIST % | "
             "train s |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
-    for label, row in sorted(tables["table"].items(), key=lambda kv: -kv[1]["logistic"]):
+    for label, row in sorted(tables[part].items(), key=lambda kv: -kv[1]["logistic"]):
       out.append(f"| {label} | {len(row['seeds'])} | {_cell(row, 'logistic')} | "
                  f"{_cell(row, 'ridge')} | {_cell(row, 'knn')} | "
                  f"{_cell(row, 'rankme', 1, 1)} | {_cell(row, 'hsic_mean', 1, 3)} | "
@@ -320,6 +356,8 @@ def main(argv=None) -> None:
   parser.add_argument("--parts", default="sweep,table,projector",
                       help="comma-separated: sweep, table, projector (in that order)")
   parser.add_argument("--seeds", default="0,1", help="seeds of the table's runs")
+  parser.add_argument("--table_epochs", type=int, default=3,
+                      help="the table's budget (3: the CPU recipe of the config files)")
   parser.add_argument("--out", default=str(RESULTS))
   parser.add_argument("--workroot", default=str(ROOT / "runs" / "bench_methods"))
   parser.add_argument("--data_dir", default=None, help="TFDS data dir (default: TFDS's)")

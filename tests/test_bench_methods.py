@@ -30,7 +30,7 @@ def test_smoke_table_covers_every_method_and_resumes(tmp_path, fmnist_data_dir):
   assert first.returncode == 0, first.stderr[-3000:] + first.stdout[-3000:]
   results = json.loads(out.read_text())
   labels = {*bench_methods.SSL_CONFIGS, *bench_methods.BASELINES, "random init"}
-  assert set(results["tables"]["table"]) == labels
+  assert set(results["tables"]["table_e3"]) == labels
   for run in results["runs"].values():
     assert "error" not in run, run
     for key in ("logistic", "ridge", "knn", "mnist_logistic"):
@@ -44,12 +44,17 @@ def test_smoke_table_covers_every_method_and_resumes(tmp_path, fmnist_data_dir):
                          timeout=300)
   assert again.returncode == 0 and " ...\n" not in again.stdout
   assert f"{len(labels)} of {len(labels)} runs done" in again.stdout
+  # A run whose resolved config equals a finished one is not redone either.
+  seed0 = results["runs"]["table/e3/vicreg/seed0"]
+  assert seed0["fingerprint"] == bench_methods.fingerprint(
+      bench_methods.Run(**{k: seed0[k] for k in bench_methods.Run.__dataclass_fields__}), True)
 
 
 def test_plan_orders_seeds_and_names_runs_uniquely():
-  runs = bench_methods.plan(["sweep", "table", "projector"], [0, 1])
+  runs = bench_methods.plan(["sweep", "table", "projector"], [0, 1], table_epochs=1)
   assert len({r.id for r in runs}) == len(runs)
   table = [r for r in runs if r.part == "table"]
   assert [r.seed for r in table] == sorted(r.seed for r in table)  # a seed's rows together
   assert all(r.overrides["train.epochs"] == bench_methods.SWEEP_EPOCHS
              for r in runs if r.part == "sweep")
+  assert all(r.id.startswith("table/e1/") for r in table)
