@@ -64,7 +64,6 @@ def median_seconds(fn, reps: int) -> float:
 # ---- jaxssl ------------------------------------------------------------------------------
 
 def jax_worker(p: dict) -> dict:
-  import importlib.util
   import types
 
   import flax.linen as nn
@@ -79,10 +78,9 @@ def jax_worker(p: dict) -> dict:
   from jaxssl.models import build_backbone
   from jaxssl.train import optim, recipe as recipe_lib, state as state_lib, step as step_lib
 
-  spec = importlib.util.spec_from_file_location("cfg", ROOT / "configs" / f"{p['config']}.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  c = module.get_config(p["arg"])
+  from jaxssl import config as config_lib
+  path = ROOT / "configs" / f"{p['config']}.py"
+  c = config_lib.load(f"{path}:{p['arg']}" if p["arg"] else str(path))
   batch = p["batch"] * jax.device_count()
   c.model.dtype, c.model.projector = p["dtype"], p["projector"]
   c.optim.clip_trust_ratio = False  # the official VICReg LARS, as PyTorch runs it

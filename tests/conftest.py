@@ -57,12 +57,9 @@ def fmnist_data_dir(tmp_path_factory):
 
 def smoke_config(data_dir: str, **overrides):
   """The CPU default's smoke config on the fake Fashion-MNIST, with ``section.key`` overrides."""
-  import importlib.util  # pylint: disable=g-import-not-at-top
+  from jaxssl import config as config_lib  # pylint: disable=g-import-not-at-top
   path = pathlib.Path(__file__).parents[1] / "configs" / "vicreg_fashion_mnist.py"
-  spec = importlib.util.spec_from_file_location("vicreg_fashion_mnist", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config("smoke")
+  config = config_lib.load(f"{path}:smoke")
   config.data.data_dir = data_dir
   for key, value in overrides.items():
     section, name = key.split(".")
