@@ -74,10 +74,10 @@ def machine():
 
 def projectors(seed):
   """The three frozen projectors the sweeps are compared under (32 features each)."""
-  random = ica.projector_init(jax.random.split(jax.random.key(seed), 3)[0], ica.JACOBI_WIDTH)
-  spread = -random["a"][0] * jax.numpy.linspace(-ica.JACOBI_REACH, ica.JACOBI_REACH,
-                                                ica.JACOBI_WIDTH)
-  return {"threshold": ica.threshold_projector(ica.JACOBI_WIDTH, ica.JACOBI_REACH),
+  width, reach = ica.Jacobi().width, ica.Jacobi().reach
+  random = ica.projector_init(jax.random.split(jax.random.key(seed), 3)[0], width)
+  spread = -random["a"][0] * jax.numpy.linspace(-reach, reach, width)
+  return {"threshold": ica.threshold_projector(width, reach),
           "random": random, "random_spread": dict(random, b=spread)}
 
 
@@ -104,8 +104,8 @@ def compare_projectors(out):
   means = {key: float(np.mean([r[key] for r in rows])) for key in rows[0] if "amari" in key}
   print("mean   " + "  ".join(f"{key} {value:.4f}" for key, value in means.items()))
   out.write_text(json.dumps({"machine": machine(),
-                             "settings": {"n": N, "width": ica.JACOBI_WIDTH,
-                                          "reach": ica.JACOBI_REACH},
+                             "settings": {"n": N, "width": ica.Jacobi().width,
+                                          "reach": ica.Jacobi().reach},
                              "rows": rows, "means": means}, indent=2))
   print(f"wrote {out}")
 
@@ -133,8 +133,8 @@ def main():
     s = ica.make_sources(N, k, kind, args.seed)
     a = ica.random_mixing(k, args.seed)
     x = s @ a.T
-    jacobi = ica.fit(x, seed=args.seed)
-    gradient = ica.fit(x, method="gradient", seed=args.seed)
+    jacobi = ica.fit(x, ica.Jacobi())
+    gradient = ica.fit(x, ica.Gradient(seed=args.seed))
     fast_w, fast_s = fastica(x, k, args.seed)
     row = {"k": k, "sources": kind, "n": N,
            "jacobi_amari": ica.amari_distance(jacobi.unmixing @ a),
