@@ -17,8 +17,9 @@ solarisation 0.0 / 0.2, normalisation). Two suites (default: both):
            hands them over. jaxssl: the host decodes each JPEG and cuts both crops in grain's
            reader threads (``decode.TwoCrops``, DCT-scaled decoding on), the device runs the
            photometric ops; also the host's share alone ("host"), which bounds the input rate
-           when those ops run on an accelerator instead of on the same cores. tf.data: the standard ImageNet reference, ``decode_and_crop_jpeg``
-           of a ``sample_distorted_bounding_box`` per view, then the same ops.
+           when those ops run on an accelerator instead of on the same cores. tf.data: the
+           standard ImageNet reference, ``decode_and_crop_jpeg`` of a
+           ``sample_distorted_bounding_box`` per view, then the same ops.
 
 TensorFlow is a benchmark-only dependency and runs in its own interpreter (``--tf-python``,
 default ``.venv-tf/bin/python``: ``python -m venv .venv-tf && .venv-tf/bin/pip install

@@ -64,7 +64,6 @@ def median_seconds(fn, reps: int) -> float:
 # ---- jaxssl ------------------------------------------------------------------------------
 
 def jax_worker(p: dict) -> dict:
-  import types
 
   import flax.linen as nn
   import jax
@@ -73,10 +72,10 @@ def jax_worker(p: dict) -> dict:
   import optax
   from jax.sharding import NamedSharding, PartitionSpec as P
 
-  from jaxssl import distributed
   from jaxssl.data import augment
   from jaxssl.models import build_backbone
-  from jaxssl.train import optim, recipe as recipe_lib, state as state_lib, step as step_lib
+  from jaxssl.data import source
+  from jaxssl.train import optim, run as run_lib, step as step_lib
 
   from jaxssl import config as config_lib
   path = ROOT / "configs" / f"{p['config']}.py"
@@ -86,12 +85,10 @@ def jax_worker(p: dict) -> dict:
   c.optim.clip_trust_ratio = False  # the official VICReg LARS, as PyTorch runs it
   c.train.global_batch = batch
   c.aug.view_a.out_size = c.aug.view_b.out_size = p["size"]
-  info = types.SimpleNamespace(num_examples=100 * batch, image_shape=(p["size"], p["size"], 3),
-                               num_classes=p["classes"])
-  r = recipe_lib.recipe(c, info)
-  mesh = distributed.data_mesh()
-  state = state_lib.create_state(r.model, r.tx, r.method, seed=0, image_shape=r.image_shape,
-                                 mesh=mesh)
+  r = run_lib.Run(c, info=source.SplitInfo(c.data.name, "train", 100 * batch,
+                                           (p["size"], p["size"], 3), p["classes"]))
+  mesh = r.mesh
+  state = r.init_state()
   log(f"state built on {jax.device_count()} {jax.devices()[0].device_kind} device(s)")
   rng = np.random.default_rng(0)
   size = p["size"]
@@ -99,8 +96,7 @@ def jax_worker(p: dict) -> dict:
   labels = rng.integers(0, p["classes"], (batch,), np.int32)
   shard = lambda tree: jax.device_put(tree, NamedSharding(mesh, P("data")))
   dtype = jnp.dtype(p["dtype"])
-  update = step_lib.make_update(r.model, r.method, r.method.kwargs(c.method.kwargs), r.tx, seed=0,
-                                schedule=r.schedule)
+  update = r.update()
   view_a, view_b = r.views
 
   def timed(step, data) -> dict:
@@ -130,9 +126,7 @@ def jax_worker(p: dict) -> dict:
   if not wanted("step + aug"):
     pass
   elif p["stem"] == "cifar":  # crops drawn on the device from the stored images
-    train_step = step_lib.make_train_step(r.model, r.method, r.method.kwargs(c.method.kwargs), r.tx,
-                                          r.views, seed=0, schedule=r.schedule)
-    out["step + aug"] = timed(train_step, shard({"image": images, "label": labels}))
+    out["step + aug"] = timed(r.train_step(), shard({"image": images, "label": labels}))
   else:  # host-cropped views; the photometric ops on the device
 
     def photometric_step(s, b):

@@ -4,11 +4,13 @@ Each process of a pod or cluster runs the same command; these flags (or the envi
 variables named in ``jaxssl.distributed.Settings``) say how it finds the others.
 """
 
+import contextlib
 import sys
 
 from absl import flags
 
 from jaxssl import distributed
+from jaxssl.errors import UserError
 
 _MODE = flags.DEFINE_enum(
     "distributed", "auto", distributed.MODES,
@@ -32,6 +34,18 @@ def join_processes() -> bool:
       coordinator_address=_COORDINATOR.value, num_processes=_NUM_PROCESSES.value,
       process_id=_PROCESS_ID.value, mode=_MODE.value,
       heartbeat_timeout_s=_HEARTBEAT.value, initialization_timeout_s=_INIT_TIMEOUT.value))
+
+
+@contextlib.contextmanager
+def user_errors():
+  """Anything the user can fix (``jaxssl.errors.UserError``) ends the command with its message
+  as one paragraph on stderr and exit status 1; anything else is a bug and keeps its
+  traceback."""
+  try:
+    yield
+  except UserError as err:
+    print(f"error: {err}", file=sys.stderr)
+    sys.exit(1)
 
 
 def parse_flags(argv: list[str]) -> list[str]:

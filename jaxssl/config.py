@@ -16,11 +16,9 @@ import ml_collections
 from ml_collections import config_dict
 
 from jaxssl import methods
+from jaxssl.errors import ConfigError
 from jaxssl.data import augment
-from jaxssl.models import model as models_lib
 from jaxssl.models import projector as projector_lib
-from jaxssl.models import resnet
-from jaxssl.train import optim
 
 FASHION_MNIST_STATS = ((0.2860,), (0.3530,))
 CIFAR10_STATS = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
@@ -111,10 +109,6 @@ def load(path_with_switches: str) -> ml_collections.ConfigDict:
   return module.get_config(arg or None)
 
 
-class ConfigError(ValueError):
-  """A config value that cannot work; the message names the key."""
-
-
 def switches(arg: str | None, *choices: str) -> set[str]:
   """The comma-separated ``get_config`` switches in ``arg``; ``smoke`` is always allowed,
   ``choices`` are the config file's own (e.g. ``cifar100``)."""
@@ -122,7 +116,7 @@ def switches(arg: str | None, *choices: str) -> set[str]:
   allowed = {"smoke", *choices}
   unknown = given - allowed
   if unknown:
-    raise ValueError(f"Unknown config switch(es) {sorted(unknown)}; this config takes: "
+    raise ConfigError(f"Unknown config switch(es) {sorted(unknown)}; this config takes: "
                      f"{', '.join(sorted(allowed))} (comma-separated, after the file name and "
                      "a colon, e.g. configs/x.py:smoke).")
   return given
@@ -195,73 +189,25 @@ def _check(condition: bool, key: str, message: str) -> None:
 
 
 def validate(c: ml_collections.ConfigDict, *, num_devices: int) -> None:
-  """Fail before training, naming the key, on values that cannot work."""
-  try:
-    method = methods.get_method(c.method.name)
-  except ValueError as err:
-    raise ConfigError(f"config.method.name: {err}") from None
-  try:
-    kwargs = method.kwargs(c.method.kwargs)
-  except ValueError as err:
-    raise ConfigError(f"config.{err}") from None
-  _check(c.model.backbone in models_lib.BACKBONES, "model.backbone",
-         f"must be one of {sorted(models_lib.BACKBONES)}; got {c.model.backbone!r}.")
-  _check(c.model.dtype in ("float32", "bfloat16"), "model.dtype",
-         f"must be 'float32' or 'bfloat16'; got {c.model.dtype!r}.")
-  try:
-    projector_lib.parse_widths(c.model.projector)
-  except ValueError as err:
-    raise ConfigError(f"config.model.projector: {err}") from None
-  if c.method.name == "wmse":
-    _check_whitening(kwargs, c.model.projector, c.train.global_batch)
-  _check(c.optim.name in optim.OPTIMIZERS, "optim.name",
-         f"must be one of {optim.OPTIMIZERS}; got {c.optim.name!r}.")
-  _check(c.model.stem in resnet.STEMS, "model.stem",
-         f"must be one of {resnet.STEMS}; got {c.model.stem!r}.")
-  _check(c.optim.bias_lr is None or c.optim.bias_lr >= 0, "optim.bias_lr",
-         f"must be >= 0 (or unset); got {c.optim.bias_lr}.")
-  for key in ("lr", "weight_decay", "warmup_epochs"):
-    _check(c.optim[key] >= 0, f"optim.{key}", f"must be >= 0; got {c.optim[key]}.")
+  """The checks across fields (each field's own range is checked where it is built: see
+  ``jaxssl.train.run.Run``); fails before training, naming the key."""
   batch = c.train.global_batch
   _check(batch > 0 and batch % num_devices == 0, "train.global_batch",
          f"must be a positive multiple of the device count ({num_devices}); got {batch}.")
   _check(c.eval.batch > 0 and c.eval.batch % num_devices == 0, "eval.batch",
          f"must be a positive multiple of the device count ({num_devices}); got "
          f"{c.eval.batch}.")
-  _check(c.train.steps is not None or c.train.epochs > 0, "train.epochs",
-         f"must be > 0 (or set train.steps); got {c.train.epochs}.")
-  _check(c.train.max_skipped >= 0, "train.max_skipped",
-         f"must be >= 0 (0: stop at the first non-finite step); got {c.train.max_skipped}.")
-  for key in ("log_every", "eval_every", "checkpoint_every", "keep_checkpoints"):
-    _check(c.train[key] > 0, f"train.{key}", f"must be > 0; got {c.train[key]}.")
-  _check(c.watchdog.timeout_s is None or c.watchdog.timeout_s > 0, "watchdog.timeout_s",
-         f"must be > 0 seconds (or unset: derived from the step time); got "
-         f"{c.watchdog.timeout_s}.")
-  _check(c.watchdog.floor_s > 0, "watchdog.floor_s", f"must be > 0; got {c.watchdog.floor_s}.")
-  _check(c.watchdog.factor >= 1, "watchdog.factor",
-         f"must be >= 1 (times the slowest step); got {c.watchdog.factor}.")
-  _check(0 < c.eval.crop_fraction <= 1, "eval.crop_fraction",
-         f"must be in (0, 1] (the centre crop's share of the shorter side); got "
-         f"{c.eval.crop_fraction}.")
-  _check(c.data.num_threads > 0, "data.num_threads",
-         f"must be > 0 (host reader and decoder threads); got {c.data.num_threads}.")
-  for name in ("view_a", "view_b"):
-    fields = set(inspect.signature(augment.ViewAugment).parameters)
-    unknown = set(c.aug[name]) - fields
-    _check(not unknown, f"aug.{name}", f"unknown fields {sorted(unknown)}.")
-    try:
-      augment.ViewAugment(**c.aug[name])
-    except (TypeError, ValueError) as err:
-      raise ConfigError(f"config.aug.{name}: {err}") from None
+  if c.method.name == "wmse":
+    _check_whitening(c.method.kwargs, c.model.projector, batch)
 
 
-def _check_whitening(kwargs: dict, projector: str, batch: int) -> None:
+def _check_whitening(kwargs, projector: str, batch: int) -> None:
   """W-MSE's whitening blocks must be taller than the embedding is wide (``losses.wmse``)."""
   dim = projector_lib.parse_widths(projector)[-1]
-  w_size = kwargs.get("w_size") or batch
+  w_size = kwargs.w_size or batch
   _check(batch % w_size == 0, "method.kwargs.w_size",
          f"must divide train.global_batch ({batch}); got {w_size}.")
-  _check(w_size > dim or kwargs.get("eps", 0.0) > 0, "method.kwargs.w_size",
+  _check(w_size > dim or (kwargs.eps or 0.0) > 0, "method.kwargs.w_size",
          f"W-MSE whitens blocks of w_size={w_size} rows, which cannot whiten the {dim}-wide "
          f"embedding (model.projector={projector!r}): set method.kwargs.w_size above {dim} "
          f"(the official recipe uses 2x the embedding), narrow the projector's last layer "
@@ -269,8 +215,13 @@ def _check_whitening(kwargs: dict, projector: str, batch: int) -> None:
 
 
 def views(c: ml_collections.ConfigDict) -> tuple[augment.ViewAugment, augment.ViewAugment]:
-  def build(view):
-    fields = view.to_dict()
-    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
-    return augment.ViewAugment(**fields)
-  return build(c.aug.view_a), build(c.aug.view_b)
+  """The two views of section ``aug``; a ``ConfigError`` names a field that cannot work."""
+  def build(name):
+    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in c.aug[name].items()}
+    unknown = set(fields) - set(inspect.signature(augment.ViewAugment).parameters)
+    _check(not unknown, f"aug.{name}", f"unknown fields {sorted(unknown)}.")
+    try:
+      return augment.ViewAugment(**fields)
+    except (TypeError, ValueError) as err:
+      raise ConfigError(f"config.aug.{name}: {err}") from None
+  return build("view_a"), build("view_b")

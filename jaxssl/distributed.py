@@ -16,13 +16,11 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
+from jaxssl.errors import DistributedError
+
 DATA_AXIS = "data"
 
 MODES = ("auto", "on", "off")
-
-
-class DistributedError(RuntimeError):
-  """A multi-process setting that cannot work; the message says which and how to fix it."""
 
 
 def data_mesh(devices=None) -> Mesh:

@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxssl import losses
+from jaxssl.errors import ConfigError
 
 Array = jax.Array
 # (z_a, z_b, state, key, **kwargs) -> (loss, aux, new_state)
@@ -41,13 +42,13 @@ class Method:
     return _keywords(self.takes)
 
   def kwargs(self, config_kwargs) -> dict[str, Any]:
-    """The keywords set (not None) in the config section ``method.kwargs``; a ValueError
-    names any that this method does not take."""
+    """The keywords set (not None) in the config section ``method.kwargs``; a
+    ``ConfigError`` names any that this method does not take."""
     given = {k: v for k, v in dict(config_kwargs).items() if v is not None}
     unknown = set(given) - set(self.keywords())
     if unknown:
-      raise ValueError(f"method.kwargs sets {sorted(unknown)}, which method {self.name!r} does "
-                       f"not take; it takes {sorted(self.keywords())}.")
+      raise ConfigError(f"config.method.kwargs sets {sorted(unknown)}, which method "
+                        f"{self.name!r} does not take; it takes {sorted(self.keywords())}.")
     return given
 
 
@@ -120,7 +121,7 @@ METHODS: dict[str, Method] = {
 
 def get_method(name: str) -> Method:
   if name not in METHODS:
-    raise ValueError(f"method.name must be one of {sorted(METHODS)}; got {name!r}.")
+    raise ConfigError(f"config.method.name: must be one of {sorted(METHODS)}; got {name!r}.")
   return METHODS[name]
 
 

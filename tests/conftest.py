@@ -65,3 +65,12 @@ def smoke_config(data_dir: str, **overrides):
     section, name = key.split(".")
     config[section][name] = value
   return config
+
+
+@pytest.fixture(scope="session")
+def tiny_run(fmnist_data_dir, tmp_path_factory):
+  """A finished smoke run of the CPU default (6 steps of a tiny CNN on the fake data)."""
+  from jaxssl.train import loop  # pylint: disable=g-import-not-at-top
+  workdir = tmp_path_factory.mktemp("run")
+  loop.train(smoke_config(fmnist_data_dir), workdir)
+  return workdir

@@ -17,7 +17,9 @@ import numpy as np
 import pytest
 
 from jaxssl import distributed
-from jaxssl.train import checkpoint, loop
+from jaxssl.train import checkpoint, run as run_lib
+
+pytestmark = pytest.mark.slow  # multi-process runs
 
 ROOT = pathlib.Path(__file__).parents[1]
 STEPS, EVERY = 6, 3
@@ -94,7 +96,7 @@ def wait_for_step(workdir, step, procs, timeout=240):
 
 def final_state(workdir):
   """The latest checkpoint's whole state, restored in this process (1 process, 8 devices)."""
-  run = loop.Run(checkpoint.read_config(workdir), workdir, for_training=False)
+  run = run_lib.Run(checkpoint.read_config(workdir), training=False)
   mngr = checkpoint.manager(workdir, read_only=True)
   try:
     return jax.device_get(checkpoint.restore(mngr, run.abstract_state()))
@@ -108,7 +110,7 @@ def assert_same_runs(workdir_a, workdir_b, steps, rtol):
   log_a, log_b = logged(workdir_a), logged(workdir_b)
   assert sorted(log_a) == sorted(log_b) == list(steps)
   for step in steps:
-    for key in ("loss", "invariance", "covariance", "grad_norm"):
+    for key in ("loss", "terms/invariance", "terms/covariance", "optim/grad_norm"):
       np.testing.assert_allclose(log_a[step][key], log_b[step][key], rtol=rtol,
                                  err_msg=f"{key} at step {step}")
   state_a, state_b = final_state(workdir_a), final_state(workdir_b)
@@ -201,7 +203,7 @@ def test_a_dead_process_makes_the_other_exit_nonzero(fmnist_data_dir, tmp_path, 
     _, err = survivor.communicate(timeout=90)
   except subprocess.TimeoutExpired:
     survivor.kill()
-    raise AssertionError("the surviving process still ran 90 s after the other died")
+    raise AssertionError("the surviving process still ran 90 s after the other died") from None
   assert survivor.returncode != 0
   assert time.monotonic() - start < 90
   assert "another task died" in err or "Connection closed by peer" in err or \

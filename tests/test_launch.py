@@ -70,6 +70,7 @@ def slurm_env(tmp_path):
   return env
 
 
+@pytest.mark.slow
 def test_slurm_job_runs_two_tasks_as_one_run(fmnist_data_dir, tmp_path):
   workdir = tmp_path / "run"
   command = train_command(workdir, fmnist_data_dir)[3:]  # the trainer's flags
@@ -83,6 +84,7 @@ def test_slurm_job_runs_two_tasks_as_one_run(fmnist_data_dir, tmp_path):
   assert calls(tmp_path) == []  # finished: no requeue
 
 
+@pytest.mark.slow
 def test_slurm_time_limit_stops_at_a_common_step_and_requeues(fmnist_data_dir, tmp_path):
   workdir = tmp_path / "run"
   command = train_command(workdir, fmnist_data_dir, "--config.train.steps=1000")[3:]
@@ -130,6 +132,7 @@ def test_tpu_pod_driver_says_what_is_missing(tmp_path):
   assert calls(tmp_path) == []
 
 
+@pytest.mark.slow
 def test_a_bucket_url_as_workdir_says_to_mount_it(fmnist_data_dir):
   result = subprocess.run(train_command("gs://bucket/run", fmnist_data_dir), cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
@@ -137,6 +140,7 @@ def test_a_bucket_url_as_workdir_says_to_mount_it(fmnist_data_dir):
   assert "gcsfuse --implicit-dirs BUCKET /mnt/BUCKET" in result.stderr
 
 
+@pytest.mark.slow
 def test_local_multiprocess_stops_the_others_when_one_fails(tmp_path):
   script = ("import os, sys, time\n"
             "if os.environ['JAX_PROCESS_ID'] == '1': sys.exit(3)\n"

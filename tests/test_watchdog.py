@@ -73,6 +73,7 @@ def stalling_command(workdir, data_dir, stall_at, process):
   return [sys.executable, "tests/stalling_train.py", str(stall_at), str(process), *command[3:]]
 
 
+@pytest.mark.slow
 def test_training_stall_one_process(tmp_path, fmnist_data_dir):
   env = {**os.environ, "JAX_PLATFORMS": "cpu",
          "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
@@ -87,6 +88,7 @@ def test_training_stall_one_process(tmp_path, fmnist_data_dir):
   assert (tmp_path / "w" / "checkpoints" / "3").is_dir()
 
 
+@pytest.mark.slow
 def test_training_stall_two_processes(tmp_path, fmnist_data_dir):
   # Process 1 stalls; process 0 waits in the next step's collectives. Both stop: process 1 by
   # its watchdog, process 0 by its own or, when process 1 leaves first, by the collective

@@ -9,7 +9,7 @@ the GIL released); the device then runs the photometric ops on the crops
 centre crop.
 
 The crop boxes follow torchvision's ``RandomResizedCrop`` rule, the same as the device's
-``augment.sample_crop_box``, drawn from the per-example generator grain derives from the
+``geometry.sample_crop_box``, drawn from the per-example generator grain derives from the
 seed and the example's position in the stream: a pure function of ``(seed, step, row)``.
 """
 
@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from jaxssl.data import augment
+from jaxssl.data import augment, geometry
 
 Box = tuple[int, int, int, int]  # top, left, height, width
 
@@ -36,13 +36,13 @@ def crop_box(rng: np.random.Generator, height: int, width: int, scale: tuple[flo
              ratio: tuple[float, float]) -> Box:
   """A ``RandomResizedCrop`` box: up to 10 draws of an area fraction in ``scale`` and a
   log-uniform aspect ratio in ``ratio``; the first that fits wins, else the centre box."""
-  area = height * width * rng.uniform(scale[0], scale[1], augment.CROP_ATTEMPTS)
-  aspect = np.exp(rng.uniform(math.log(ratio[0]), math.log(ratio[1]), augment.CROP_ATTEMPTS))
+  area = height * width * rng.uniform(scale[0], scale[1], geometry.CROP_ATTEMPTS)
+  aspect = np.exp(rng.uniform(math.log(ratio[0]), math.log(ratio[1]), geometry.CROP_ATTEMPTS))
   w = np.round(np.sqrt(area * aspect)).astype(int)
   h = np.round(np.sqrt(area / aspect)).astype(int)
   fits = np.flatnonzero((w > 0) & (w <= width) & (h > 0) & (h <= height))
   if not len(fits):
-    return augment.centre_box(height, width, ratio)
+    return geometry.centre_box(height, width, ratio)
   h, w = int(h[fits[0]]), int(w[fits[0]])
   top = int(rng.integers(0, height - h + 1))
   left = int(rng.integers(0, width - w + 1))

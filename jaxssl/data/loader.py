@@ -27,6 +27,8 @@ import jax
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
+from jaxssl.errors import DatasetError
+
 Batch = dict[str, np.ndarray]
 
 
@@ -55,11 +57,11 @@ def train_dataset(source, *, global_batch: int, seed: int, crops=None,
   """
   index, count = _process(process_index, process_count)
   if global_batch % count:
-    raise ValueError(f"The global batch ({global_batch}) must divide by the number of "
-                     f"processes ({count}).")
+    raise DatasetError(f"The global batch ({global_batch}, train.global_batch) must divide "
+                       f"by the number of processes ({count}).")
   if global_batch > len(source):
-    raise ValueError(f"The global batch ({global_batch}) is larger than the split "
-                     f"({len(source)} examples).")
+    raise DatasetError(f"The global batch ({global_batch}, train.global_batch) is larger than "
+                       f"the split ({len(source)} examples): lower train.global_batch.")
   if not 0 <= seed < 2**32:
     raise ValueError(f"The data seed must be in [0, 2**32); got {seed}.")
   ds = grain.MapDataset.source(source).shuffle(seed=seed).repeat()
@@ -93,8 +95,8 @@ def eval_batches(source, *, global_batch: int, transform=None, num_threads: int 
   """
   index, count = _process(process_index, process_count)
   if global_batch % count:
-    raise ValueError(f"The eval batch ({global_batch}) must divide by the number of "
-                     f"processes ({count}).")
+    raise DatasetError(f"The eval batch ({global_batch}, eval.batch) must divide by the "
+                       f"number of processes ({count}).")
   local_batch = global_batch // count
   chunks = np.array_split(np.arange(len(source)), count)
   steps = math.ceil(max(len(c) for c in chunks) / local_batch)

@@ -2,10 +2,11 @@
 
 ``open_split`` returns a source with ``len``, ``__getitem__`` and ``__getitems__`` that yields
 ``{"image": uint8 (H, W, C), "label": int}`` records (for datasets whose images vary in size,
-``image`` is the encoded bytes, decoded with the crop by ``jaxssl.data.decode``), plus the facts the rest of the stack
-needs (number of examples, image shape, number of classes). Any TFDS image-classification
-dataset prepared in ``array_record`` format works by name; ``fashion_mnist_idx`` (the embedded
-default) is prepared on first use from the local idx files.
+``image`` is the encoded bytes, decoded with the crop by ``jaxssl.data.decode``), plus the
+facts the rest of the stack needs (number of examples, image shape, number of classes). Any
+TFDS image-classification dataset prepared in ``array_record`` format works by name;
+``fashion_mnist_idx`` (the embedded default) is prepared on first use from the local idx
+files.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from jaxssl.data import fashion_mnist, mnist_5k
+from jaxssl.errors import DatasetError
 
 Record = dict[str, Any]
 
@@ -27,10 +29,6 @@ HOW_TO_PREPARE = (
     "    tfds build {name} --file_format=array_record --data_dir={data_dir}\n"
     "(imagenet2012 also needs the ImageNet tar files in the manual dir; see the TFDS catalog). "
     "Then point the config's data.data_dir (or $TFDS_DATA_DIR) at that directory.")
-
-
-class DatasetError(ValueError):
-  """A dataset that cannot be opened as asked; the message says how to fix it."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,7 +65,8 @@ class ArraySource:
 
 
 # Small datasets prepared offline on first use by builders of ours, from files on this machine.
-LOCAL_BUILDERS = {fashion_mnist.NAME: fashion_mnist.FashionMnistIdx, mnist_5k.NAME: mnist_5k.Mnist5k}
+LOCAL_BUILDERS = {fashion_mnist.NAME: fashion_mnist.FashionMnistIdx,
+                  mnist_5k.NAME: mnist_5k.Mnist5k}
 
 
 def _local(name: str, split: str, data_dir: str | None):
@@ -80,7 +79,7 @@ def _local(name: str, split: str, data_dir: str | None):
   try:
     return builder.as_data_source(split), builder.info
   except (KeyError, ValueError) as err:
-    raise DatasetError(f"Dataset {name!r} has no split {split!r}; it has "
+    raise DatasetError(f"Dataset {name!r} has no split {split!r} ({err}); it has "
                        f"{sorted(builder.info.splits)} (TFDS slicing like 'train[:90%]' works "
                        "too).") from err
 
@@ -162,6 +161,11 @@ def open_split(name: str, split: str, *, data_dir: str | None = None,
                          f"{split_info.image_shape}. Set data.in_memory=False.")
     data = _read_all(data)
   return data, split_info
+
+
+def split_info(name: str, split: str, *, data_dir: str | None = None) -> SplitInfo:
+  """The ``SplitInfo`` of one split, from the dataset's metadata (no example is read)."""
+  return open_split(name, split, data_dir=data_dir)[1]
 
 
 def _read_all(source, chunk: int = 4096) -> ArraySource:

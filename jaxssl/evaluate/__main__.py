@@ -4,17 +4,12 @@ a pretrained run against a randomly initialised encoder; writes eval.json, repor
 Runs on any number of devices and processes (the multi-process flags of ``jaxssl/cli.py``);
 every process computes its share of the features, process 0 writes the report."""
 
-import sys
-
 from absl import app, flags, logging
 
 from jaxssl import cli
-from jaxssl.config import ConfigError
-from jaxssl.distributed import DistributedError, is_main_process
-from jaxssl.data.source import DatasetError
+from jaxssl.distributed import is_main_process
 from jaxssl.evaluate import report
 from jaxssl.evaluate.run import evaluate
-from jaxssl.train.checkpoint import CheckpointError
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "The run directory (python -m jaxssl.train).")
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")
@@ -28,13 +23,10 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   logging.set_verbosity(logging.WARNING)
-  try:
+  with cli.user_errors():
     cli.join_processes()
     summary = evaluate(_WORKDIR.value, step=_STEP.value, out_dir=_OUT.value,
                        random_baseline=_BASELINE.value)
-  except (ConfigError, DatasetError, CheckpointError, DistributedError) as err:
-    print(f"error: {err}", file=sys.stderr)
-    sys.exit(1)
   if not is_main_process():
     return
   print(f"\nStep {summary['step']} of {summary['workdir']}, test split of "

@@ -55,8 +55,8 @@ def plot_curves(metrics: list[dict], path: pathlib.Path) -> bool:
   ax_loss.plot(steps, [m["loss"] for m in metrics])
   ax_loss.set_xlabel("step")
   ax_loss.set_ylabel("loss")
-  ax_acc.plot(steps, [m["head_accuracy"] for m in metrics], label="online probe (train)")
-  val = [(m["step"], m["val_head_accuracy"]) for m in metrics if "val_head_accuracy" in m]
+  ax_acc.plot(steps, [m["head/accuracy"] for m in metrics], label="online probe (train)")
+  val = [(m["step"], m["head/val_accuracy"]) for m in metrics if "head/val_accuracy" in m]
   if val:
     ax_acc.plot(*zip(*val), "o-", label="online probe (eval split)")
   ax_acc.set_xlabel("step")

@@ -11,8 +11,7 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from jaxssl.data import loader
-from jaxssl.train import checkpoint
-from jaxssl.train import loop
+from jaxssl.train import checkpoint, run as run_lib
 from jaxssl.train import step as step_lib
 
 
@@ -23,7 +22,7 @@ class Encoder:
   ``embed`` takes uint8 images ``(B, H, W, C)`` (or floats in [0, 1]) and returns the backbone
   features (or the projector's output with ``projector=True``).
   """
-  run: loop.Run
+  run: run_lib.Run
   variables: dict
   step: int
 
@@ -85,7 +84,7 @@ def load_encoder(workdir: str | pathlib.Path, step: int | None = None,
   restored onto ``devices`` (default: all of the caller's, whatever their count or topology
   in training) from the config saved with the run."""
   config = checkpoint.read_config(workdir)
-  run = loop.Run(config, workdir, devices, for_training=False)
+  run = run_lib.Run(config, devices=devices, training=False)
   mngr = checkpoint.manager(workdir, read_only=True)
   try:
     state = checkpoint.restore(mngr, run.abstract_state(), step=step)
@@ -99,5 +98,5 @@ def random_encoder(config, devices=None) -> Encoder:
   what pretraining added. ``config``: a run config or a workdir."""
   if isinstance(config, (str, pathlib.Path)):
     config = checkpoint.read_config(config)
-  run = loop.Run(config, "", devices, for_training=False)
+  run = run_lib.Run(config, devices=devices, training=False)
   return Encoder(run, _variables(run.init_state()), 0)

@@ -12,16 +12,18 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxssl.errors import ConfigError
 from jaxssl.models.convnet import ConvNet
-from jaxssl.models.projector import Projector
-from jaxssl.models.resnet import ResNet18, ResNet50
+from jaxssl.models.projector import Projector, parse_widths
+from jaxssl.models.resnet import STEMS, ResNet18, ResNet50
 
 BACKBONES = {"resnet18": ResNet18, "resnet50": ResNet50, "convnet": ConvNet}
 
 
 def build_backbone(name: str, **kwargs) -> nn.Module:
   if name not in BACKBONES:
-    raise ValueError(f"model.backbone must be one of {sorted(BACKBONES)}; got {name!r}.")
+    raise ConfigError(f"config.model.backbone: must be one of {sorted(BACKBONES)}; got "
+                      f"{name!r}.")
   return BACKBONES[name](**kwargs)
 
 
@@ -47,15 +49,19 @@ class SSLModel(nn.Module):
 
 
 def model_from_config(cfg, num_classes: int, probe_gradient: bool = False) -> SSLModel:
-  """``cfg``: the ``model`` section of a run config."""
+  """``cfg``: the ``model`` section of a run config; a ``ConfigError`` names a bad field."""
   dtype = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}.get(cfg.dtype)
   if dtype is None:
-    raise ValueError(f"model.dtype must be 'float32' or 'bfloat16'; got {cfg.dtype!r}.")
+    raise ConfigError(f"config.model.dtype: must be 'float32' or 'bfloat16'; got "
+                      f"{cfg.dtype!r}.")
   kwargs: dict[str, Any] = {"dtype": dtype}
   if cfg.backbone == "convnet":
     kwargs.update(widths=tuple(cfg.widths), convs_per_stage=cfg.convs_per_stage)
   else:
+    if cfg.stem not in STEMS:
+      raise ConfigError(f"config.model.stem: must be one of {STEMS}; got {cfg.stem!r}.")
     kwargs.update(width=cfg.width, stem=cfg.stem)
+  parse_widths(cfg.projector)  # checked now rather than at the first trace
   return SSLModel(backbone=build_backbone(cfg.backbone, **kwargs),
                   projector=Projector(cfg.projector, batch_norm=cfg.projector_bn, dtype=dtype),
                   num_classes=num_classes, probe_gradient=probe_gradient)

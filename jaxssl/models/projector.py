@@ -7,6 +7,8 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from jaxssl.errors import ConfigError
+
 
 def parse_widths(spec: str) -> tuple[int, ...]:
   """``"8192-8192-8192"`` -> ``(8192, 8192, 8192)``, with a clear error on anything else."""
@@ -15,8 +17,8 @@ def parse_widths(spec: str) -> tuple[int, ...]:
   except (AttributeError, ValueError):
     widths = ()
   if not widths or min(widths) <= 0:
-    raise ValueError(f"model.projector must be positive widths joined by '-', like "
-                     f"'8192-8192-8192'; got {spec!r}.")
+    raise ConfigError(f"config.model.projector: must be positive widths joined by '-', like "
+                      f"'8192-8192-8192'; got {spec!r}.")
   return widths
 
 

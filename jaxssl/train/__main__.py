@@ -9,17 +9,12 @@ command; ``--coordinator_address``, ``--num_processes``, ``--process_id`` and ``
 (see ``jaxssl/cli.py``) or the matching environment variables say how they find each other.
 """
 
-import sys
-
 from absl import app, flags, logging
 from ml_collections import config_flags
 
 from jaxssl import cli
-from jaxssl.config import ConfigError
-from jaxssl.distributed import DistributedError, is_main_process
-from jaxssl.data.source import DatasetError
+from jaxssl.distributed import is_main_process
 from jaxssl.train import loop
-from jaxssl.train.checkpoint import CheckpointError
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "A configs/*.py file, optionally with switches (':smoke').",
@@ -33,13 +28,9 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  try:
+  with cli.user_errors():
     cli.join_processes()
     scalars = loop.train(_CONFIG.value, _WORKDIR.value)
-  except (ConfigError, DatasetError, CheckpointError, DistributedError,
-          loop.NonFiniteError) as err:
-    print(f"error: {err}", file=sys.stderr)
-    sys.exit(1)
   numbers = {k: v for k, v in scalars.items() if isinstance(v, float)}
   if not is_main_process():
     return

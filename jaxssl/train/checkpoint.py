@@ -22,13 +22,10 @@ import ml_collections
 import orbax.checkpoint as ocp
 
 from jaxssl import config as config_lib
+from jaxssl.errors import CheckpointError
 
 CONFIG_FILE = "config.json"
 CHECKPOINT_DIR = "checkpoints"
-
-
-class CheckpointError(RuntimeError):
-  """A workdir or checkpoint that cannot be used; the message names the path."""
 
 
 def workdir_path(workdir: str | pathlib.Path) -> pathlib.Path:

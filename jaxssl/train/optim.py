@@ -12,6 +12,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxssl.errors import ConfigError
+
 OPTIMIZERS = ("lars", "sgd", "adamw")
 
 
@@ -93,7 +95,7 @@ def make_optimizer(cfg, *, global_batch: int, total_steps: int,
   elif cfg.name == "adamw":
     tx = optax.adamw(schedule, weight_decay=cfg.weight_decay, mask=decay_mask)
   else:
-    raise ValueError(f"optim.name must be one of {OPTIMIZERS}; got {cfg.name!r}.")
+    raise ConfigError(f"config.optim.name: must be one of {OPTIMIZERS}; got {cfg.name!r}.")
   if cfg.bias_lr is not None and cfg.bias_lr != cfg.lr:
     # The schedules differ only by their peak, so the bias schedule is the main one scaled.
     ratio = cfg.bias_lr / cfg.lr if cfg.lr > 0 else 0.0

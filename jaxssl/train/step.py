@@ -15,7 +15,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from jaxssl.data import augment
 from jaxssl.train.state import TrainState
 
-Metrics = dict[str, jax.Array]
+Metrics = dict[str, Any]  # nested: see make_update
 
 
 def images_to_float(images: jax.Array) -> jax.Array:
@@ -36,10 +36,11 @@ def make_update(model, method, method_kwargs: dict[str, Any],
   views that are already augmented and normalised (float ``(B, H, W, C)`` each).
 
   The two views go through the model separately, as in the official code (BatchNorm
-  statistics per view). ``metrics["finite"]`` is 1 when the loss, every term and the gradient
-  norm are finite; with ``skip_nonfinite`` a step where they are not leaves the parameters,
-  optimiser, BatchNorm and method state as they were (the step counter still advances, to the
-  next batch) and counts itself in ``state.skipped``.
+  statistics per view). The metrics are nested: ``loss``, the loss's own ``terms``, the
+  online ``head``'s loss and accuracy, the ``optim``'s gradient norm and learning rate, and
+  ``finite``, 1 when all of them are finite. With ``skip_nonfinite`` a step where they are
+  not leaves the parameters, optimiser, BatchNorm and method state as they were (the step
+  counter still advances, to the next batch) and counts itself in ``state.skipped``.
   """
   base_key = jax.random.key(seed)
 
@@ -52,7 +53,8 @@ def make_update(model, method, method_kwargs: dict[str, Any],
                                           state.method_state, key, **method_kwargs)
     head_loss, head_acc = head_metrics(
         jnp.concatenate([out_a["logits"], out_b["logits"]]), jnp.concatenate([labels, labels]))
-    metrics = {"loss": loss, **aux, "head_loss": head_loss, "head_accuracy": head_acc}
+    metrics = {"loss": loss, "terms": aux,
+               "head": {"loss": head_loss, "accuracy": head_acc}}
     # Self-supervised methods: the head sees stop_gradient(features), so adding its loss
     # trains the head alone; supervised methods (VCReg) train the backbone through it.
     return loss + head_loss, (metrics, updates["batch_stats"], method_state)
@@ -64,9 +66,8 @@ def make_update(model, method, method_kwargs: dict[str, Any],
         state.params, state, x_a, x_b, labels, key_loss)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    metrics["grad_norm"] = optax.tree.norm(grads)
-    metrics["lr"] = schedule(state.step)
-    finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in metrics.values()]))
+    metrics["optim"] = {"grad_norm": optax.tree.norm(grads), "lr": schedule(state.step)}
+    finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in jax.tree.leaves(metrics)]))
     metrics["finite"] = finite.astype(jnp.float32)
     new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
                               opt_state=opt_state, method_state=method_state)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from jaxssl.data import augment as aug
+from jaxssl.data import geometry
 
 
 def _image(size=16, channels=3, seed=0):
@@ -38,7 +39,7 @@ def test_solarize_inverts_at_and_above_the_threshold():
 @pytest.mark.parametrize("height,width", [(32, 32), (28, 40)])
 def test_crop_boxes_lie_in_bounds_with_the_requested_scale_and_ratio(height, width):
   scale, ratio = (0.08, 1.0), (3 / 4, 4 / 3)
-  boxes = jax.vmap(lambda k: aug.sample_crop_box(k, height, width, scale, ratio))(
+  boxes = jax.vmap(lambda k: geometry.sample_crop_box(k, height, width, scale, ratio))(
       jax.random.split(jax.random.key(1), 2000))
   top, left, h, w = np.asarray(boxes).T
   assert np.all(top >= 0) and np.all(left >= 0)
@@ -57,7 +58,7 @@ def test_crop_boxes_lie_in_bounds_with_the_requested_scale_and_ratio(height, wid
 
 def test_crop_of_the_whole_image_at_its_own_size_is_the_identity():
   image = _image(20)
-  out = aug.crop_and_resize(image, jnp.array([0.0, 0.0, 20.0, 20.0]), 20)
+  out = geometry.crop_and_resize(image, jnp.array([0.0, 0.0, 20.0, 20.0]), 20)
   np.testing.assert_allclose(out, image, atol=1e-5)
 
 
@@ -65,7 +66,7 @@ def test_crop_takes_the_box_contents_only():
   image = np.zeros((16, 16, 1), np.float32)
   image[4:12, 8:16] = 1.0  # the box below is all ones, its surroundings zero
   for out_size in (4, 8, 24):
-    out = aug.crop_and_resize(image, jnp.array([4.0, 8.0, 8.0, 8.0]), out_size)
+    out = geometry.crop_and_resize(image, jnp.array([4.0, 8.0, 8.0, 8.0]), out_size)
     np.testing.assert_allclose(out, 1.0, atol=1e-6)
 
 
@@ -74,7 +75,7 @@ def test_crop_matches_pytorch_bilinear_on_the_crop():
   # (clamped to the crop), so rows blend as 1, 0.75/0.25, 0.25/0.75, 1.
   image = np.zeros((5, 5, 1), np.float32)
   image[1:3, 2:4, 0] = [[0.0, 1.0], [2.0, 3.0]]
-  out = np.asarray(aug.crop_and_resize(image, jnp.array([1.0, 2.0, 2.0, 2.0]), 4))[..., 0]
+  out = np.asarray(geometry.crop_and_resize(image, jnp.array([1.0, 2.0, 2.0, 2.0]), 4))[..., 0]
   weights = np.array([[1, 0], [0.75, 0.25], [0.25, 0.75], [0, 1]])
   np.testing.assert_allclose(out, weights @ image[1:3, 2:4, 0] @ weights.T, atol=1e-6)
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaxssl.data import augment, decode, loader
+from jaxssl.data import augment, decode, geometry, loader
 
 
 def jpeg(array: np.ndarray, quality: int = 95) -> bytes:
@@ -49,7 +49,7 @@ def test_crop_boxes_are_inside_the_image_with_the_requested_area_and_ratio(heigh
   for _ in range(500):
     top, left, h, w = decode.crop_box(rng, height, width, scale, ratio)
     assert 0 <= top and top + h <= height and 0 <= left and left + w <= width
-    if (top, left, h, w) == augment.centre_box(height, width, ratio):
+    if (top, left, h, w) == geometry.centre_box(height, width, ratio):
       continue
     # Rounding h and w to pixels moves the area and ratio a little off the drawn values.
     assert scale[0] * 0.8 <= h * w / (height * width) <= scale[1] * 1.2
@@ -59,7 +59,7 @@ def test_crop_boxes_are_inside_the_image_with_the_requested_area_and_ratio(heigh
 def test_an_impossible_crop_falls_back_to_the_centre_box():
   # A 10 x 400 strip: no box of 90-100% area has a ratio within [3/4, 4/3].
   box = decode.crop_box(np.random.default_rng(0), 10, 400, (0.9, 1.0), (3 / 4, 4 / 3))
-  assert box == augment.centre_box(10, 400, (3 / 4, 4 / 3)) == (0, 193, 10, 13)
+  assert box == geometry.centre_box(10, 400, (3 / 4, 4 / 3)) == (0, 193, 10, 13)
 
 
 def test_resized_crop_of_the_whole_image_at_its_size_is_the_image():

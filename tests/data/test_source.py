@@ -38,6 +38,7 @@ def test_builder_prepares_the_idx_files(fmnist_data_dir):
   assert record["image"][3 + 2 * k, 10, 0] >= 160
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not os.path.isdir(fashion_mnist.DEBIAN_DIR),
                     reason="needs the Debian package dataset-fashion-mnist (CI installs it)")
 def test_real_fashion_mnist(tmp_path, monkeypatch):

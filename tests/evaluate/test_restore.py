@@ -8,15 +8,7 @@ import numpy as np
 import pytest
 
 from jaxssl import evaluate
-from jaxssl.train import checkpoint, loop
-from tests.conftest import smoke_config
-
-
-@pytest.fixture(scope="module")
-def tiny_run(fmnist_data_dir, tmp_path_factory):
-  workdir = tmp_path_factory.mktemp("run")
-  loop.train(smoke_config(fmnist_data_dir), workdir)
-  return workdir
+from jaxssl.train import checkpoint
 
 
 def test_run_writes_checkpoints_config_and_metrics(tiny_run):
@@ -24,7 +16,7 @@ def test_run_writes_checkpoints_config_and_metrics(tiny_run):
   config = checkpoint.read_config(tiny_run)
   assert config.model.widths == (8, 16) and config.train.steps == 6
   lines = (tiny_run / "metrics.jsonl").read_text().splitlines()
-  assert [json.loads(l)["step"] for l in lines] == [2, 4, 6]
+  assert [json.loads(line)["step"] for line in lines] == [2, 4, 6]
   assert any(p.name.startswith("events") for p in (tiny_run / "tensorboard").iterdir())
 
 
@@ -41,6 +33,7 @@ def test_restore_on_one_and_eight_devices_embeds_alike(tiny_run):
   assert not np.allclose(earlier.embed(images), one.embed(images))
 
 
+@pytest.mark.slow
 def test_evaluate_writes_the_report(tiny_run, tmp_path):
   summary = evaluate.evaluate(tiny_run, out_dir=tmp_path)
   assert set(summary["results"]) == {"pretrained", "random init"}
@@ -64,6 +57,7 @@ def test_missing_and_corrupt_checkpoints_are_reported(tiny_run, tmp_path):
     evaluate.load_encoder(tmp_path / "run")
 
 
+@pytest.mark.slow
 def test_cli_reports_a_missing_run_without_a_traceback(tmp_path):
   import subprocess  # pylint: disable=g-import-not-at-top
   import sys  # pylint: disable=g-import-not-at-top

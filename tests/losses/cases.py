@@ -1,7 +1,7 @@
 """One table of every loss: its jaxssl call and its NumPy reference, as scalar functions."""
 
 import dataclasses
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import numpy as np

@@ -1,4 +1,5 @@
-"""Independent float64 NumPy references, written from shared/METHODS.md in feature space.
+"""Independent float64 NumPy references in feature space, written from each method's paper
+and official code (the sources each ``jaxssl.losses`` docstring cites).
 
 Deliberately naive (explicit D x D covariances, per-block loops, direct pairwise distances) so
 that they share no code and no identity with jaxssl.losses.

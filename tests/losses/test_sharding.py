@@ -4,7 +4,6 @@ device, in values and gradients, and the per-device work falls with the device c
 import functools
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
@@ -109,13 +108,14 @@ def test_each_device_does_its_share_of_the_regulariser(loss, form, mesh):
   assert per_device < 1.5 * whole / N_DEV, (per_device, whole)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
 def test_fifty_sharded_calls_return(case, mesh):
   """Issue 24: on 8 CPU devices W-MSE's batched whitening deadlocked XLA:CPU's thread pool
   within the first few calls of its value_and_grad; every loss must keep returning. Each
   call is waited for, as the trainer does: dozens of collective programs queued at once
-  stall XLA:CPU's rendezvous whatever the loss (see ``train.loop.Monitor``)."""
+  stall XLA:CPU's rendezvous whatever the loss (see ``train.metrics.Monitor``)."""
   sharding = NamedSharding(mesh, P("batch"))
   z_a, z_b = (jax.device_put(z, sharding) for z in views(256, 64))
   fn = jax.jit(_value_and_grads(case))

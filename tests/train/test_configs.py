@@ -11,7 +11,7 @@ import tensorflow_datasets as tfds
 
 from jaxssl import config as config_lib
 from jaxssl.data import source
-from jaxssl.train import loop, recipe as recipe_lib, state as state_lib, step as step_lib
+from jaxssl.train import run as run_lib
 from tests.train.test_train import run_steps
 
 CONFIG_DIR = pathlib.Path(__file__).parents[2] / "configs"
@@ -59,19 +59,15 @@ def test_every_config_file_is_covered():
 @pytest.mark.parametrize("name,arg", CASES)
 def test_full_size_config_validates_and_traces(name, arg):
   c = load(name, arg)
-  config_lib.validate(c, num_devices=8)
   examples, shape, classes = SPLITS[c.data.name]
-  info = source.SplitInfo(c.data.name, c.data.train_split, examples, shape, classes)
-  r = recipe_lib.recipe(c, info)
-  mesh = jax.sharding.Mesh(np.asarray(jax.devices()), ("data",))
-  state = state_lib.abstract_state(r.model, r.tx, r.method, seed=0, image_shape=r.image_shape,
-                                   mesh=mesh)
+  r = run_lib.Run(c, info=source.SplitInfo(c.data.name, c.data.train_split, examples, shape,
+                                           classes))
+  assert r.mesh.size == 8
+  state = r.abstract_state()
   key = (c.model.backbone, c.model.stem)
   if key in BACKBONE_PARAMS:
     assert count(state.params["backbone"]) == BACKBONE_PARAMS[key]
-  step = step_lib.jit_train_step(
-      step_lib.make_train_step(r.model, r.method, r.method.kwargs(c.method.kwargs), r.tx, r.views,
-                               seed=0, schedule=r.schedule), state, mesh)
+  step = r.train_step()
   batch_shape = (c.train.global_batch, *r.image_shape[:2], shape[-1])
   batch = {"image": jax.ShapeDtypeStruct(batch_shape, np.uint8),
            "label": jax.ShapeDtypeStruct((c.train.global_batch,), np.int32)}
@@ -86,32 +82,35 @@ def test_full_size_config_validates_and_traces(name, arg):
   assert r.total_steps == int(c.train.epochs * (examples // c.train.global_batch))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,arg", [c for c in CASES if c[0].endswith("_fashion_mnist")])
 def test_fashion_mnist_recipes_train_in_smoke_form(name, arg, fmnist_data_dir):
   """Every method's Fashion-MNIST recipe (issue 19) takes real steps in its smoke form."""
   c = load(name, ",".join(a for a in (arg, "smoke") if a))
   c.data.data_dir = fmnist_data_dir
-  run = loop.Run(c, "")
+  run = run_lib.Run(c)
   _, losses, step = run_steps(run, 3)
   assert np.all(np.isfinite(losses)), losses
   assert step._cache_size() == 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", [n for n in CONFIGS if n.endswith("_cifar")])
 def test_cifar_configs_train_in_smoke_form(name):
   c = load(name, "smoke")
   with tfds.testing.mock_data(num_examples=128):
-    run = loop.Run(c, "")
+    run = run_lib.Run(c)
   _, losses, step = run_steps(run, 3)
   assert np.all(np.isfinite(losses)), losses
   assert step._cache_size() == 1
 
 
+@pytest.mark.slow
 def test_full_cifar_resnet18_recipe_takes_a_real_step():
   c = load("vicreg_cifar", None)
   c.train.global_batch = 16
   with tfds.testing.mock_data(num_examples=64):
-    run = loop.Run(c, "")
+    run = run_lib.Run(c)
   state, losses, _ = run_steps(run, 1)
   assert np.isfinite(losses[0])
   assert count(state.params["projector"]) == 512 * 2048 + 2 * 2048 * 2048 + 4 * 2048
@@ -126,7 +125,7 @@ def test_imagenet_configs_crop_jpegs_of_any_size_on_the_host(monkeypatch):
       data, source.SplitInfo(name, split, len(data), (None, None, 3), 1000)))
   c = load("vicreg_imagenet", None)
   c.train.global_batch = 8
-  run = loop.Run(c, "")
+  run = run_lib.Run(c)
   batch = next(run.train_iterator())
   assert batch["view_a"].shape == batch["view_b"].shape == (8, 224, 224, 3)
   first = next(run.eval_batches(run.eval_source, 8))

@@ -16,10 +16,12 @@ import jax
 import numpy as np
 import pytest
 
-from jaxssl import evaluate
+from jaxssl import errors, evaluate
 from jaxssl.data import loader
 from jaxssl.train import loop, step as step_lib
 from tests.conftest import smoke_config
+
+pytestmark = pytest.mark.slow  # training runs in subprocesses, killed and resumed
 
 ROOT = pathlib.Path(__file__).parents[2]
 STEPS, EVERY = 40, 8
@@ -161,7 +163,7 @@ def test_init_from_starts_a_new_workdir_from_another_runs_checkpoint(reference,
   assert f"Initialised from {source}" in result.stdout
   variables, losses = final(tmp_path)
   assert sorted(losses) == list(range(2 * EVERY + 1, STEPS + 1))
-  assert losses == {s: l for s, l in reference[1][1].items() if s > 2 * EVERY}
+  assert losses == {s: v for s, v in reference[1][1].items() if s > 2 * EVERY}
   jax.tree.map(np.testing.assert_array_equal, variables, reference[1][0])
 
 
@@ -231,8 +233,8 @@ def test_nonfinite_step_stops_the_run_with_the_last_checkpoint_intact(fmnist_dat
   config = smoke_config(fmnist_data_dir, **{"train.log_every": 4})
   # (The NaN image turns into finite embeddings on the way, BatchNorm and ReLU, but not into
   # a finite gradient: the gradient norm is what catches it.)
-  expected = r"step 5 in \[.*'grad_norm'.*\]; the last checkpoint \(step 3\)"
-  with pytest.raises(loop.NonFiniteError, match=expected):
+  expected = r"step 5 in \[.*'optim/grad_norm'.*\]; the last checkpoint \(step 3\)"
+  with pytest.raises(errors.NonFiniteError, match=expected):
     loop.train(config, tmp_path)
   monkeypatch.undo()
   assert sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir()) == [3]
@@ -245,7 +247,7 @@ def test_nonfinite_steps_can_be_skipped_up_to_a_limit(fmnist_data_dir, tmp_path,
   poison_batch(monkeypatch, at_call=2)
   config = smoke_config(fmnist_data_dir, **{"train.max_skipped": 1})
   scalars = loop.train(config, tmp_path / "skip")
-  assert scalars["skipped_steps"] == 1.0
+  assert scalars["optim/skipped_steps"] == 1.0
   variables = evaluate.load_encoder(tmp_path / "skip").variables
   assert all(np.isfinite(x).all() for x in jax.tree.leaves(jax.device_get(variables)))
 
@@ -253,7 +255,7 @@ def test_nonfinite_steps_can_be_skipped_up_to_a_limit(fmnist_data_dir, tmp_path,
 def test_skipping_stops_once_past_the_limit(fmnist_data_dir, tmp_path, monkeypatch):
   poison_batch(monkeypatch, at_call=2, repeat=True)
   config = smoke_config(fmnist_data_dir, **{"train.max_skipped": 2})
-  with pytest.raises(loop.NonFiniteError, match=r"3 steps .* exceed train.max_skipped=2"):
+  with pytest.raises(errors.NonFiniteError, match=r"3 steps .* exceed train.max_skipped=2"):
     loop.train(config, tmp_path)
 
 

@@ -3,6 +3,7 @@
 import subprocess
 import sys
 
+import chex
 import jax
 import numpy as np
 import optax
@@ -10,19 +11,16 @@ import pytest
 import tensorflow_datasets as tfds
 
 from jaxssl import config as config_lib
-from jaxssl import methods
-from jaxssl.data import loader
-from jaxssl.train import loop, optim, step as step_lib
+from jaxssl import errors, methods
+from jaxssl.data import loader, source
+from jaxssl.train import loop, optim, run as run_lib
 from tests.conftest import smoke_config
 
 
 def run_steps(run, steps: int, devices=None):
   """``steps`` train steps of ``run`` from its initial state; the losses and the jitted step."""
   state = run.init_state()
-  train_step = step_lib.jit_train_step(
-      step_lib.make_train_step(run.model, run.method, run.method.kwargs(run.config.method.kwargs),
-                               run.tx, run.views, seed=run.config.seed, schedule=run.schedule),
-      state, run.mesh)
+  train_step = run.train_step()
   data = loader.train_dataset(run.train_source, global_batch=run.config.train.global_batch,
                               seed=run.config.seed)
   losses = []
@@ -32,6 +30,7 @@ def run_steps(run, steps: int, devices=None):
   return state, losses, train_step
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("name", sorted(methods.METHODS))
 def test_every_method_runs_20_steps_on_8_devices_and_compiles_once(name):
@@ -41,31 +40,32 @@ def test_every_method_runs_20_steps_on_8_devices_and_compiles_once(name):
   config.aug = config_lib.vicreg_views(32, config_lib.CIFAR10_STATS)
   config.model.projector = "64-32"
   with tfds.testing.mock_data(num_examples=128):
-    run = loop.Run(config, "")
+    run = run_lib.Run(config)
   assert run.mesh.size == 8
   _, losses, train_step = run_steps(run, 20)
   assert np.all(np.isfinite(losses)), losses
   assert train_step._cache_size() == 1
 
 
+@pytest.mark.slow
 def test_vicreg_loss_decreases_on_fashion_mnist(fmnist_data_dir):
   config = smoke_config(fmnist_data_dir, **{"optim.lr": 0.5})
-  run = loop.Run(config, "")
+  run = run_lib.Run(config)
   _, losses, _ = run_steps(run, 16)
   assert np.mean(losses[-4:]) < np.mean(losses[:4]) - 0.5, losses
 
 
+@pytest.mark.slow
 def test_one_and_eight_devices_give_the_same_step(fmnist_data_dir):
   config = smoke_config(fmnist_data_dir)
   results = []
   for devices in (jax.devices()[:1], jax.devices()):
-    run = loop.Run(config, "", devices)
+    run = run_lib.Run(config, devices=devices)
     state, losses, _ = run_steps(run, 2)
     results.append((jax.device_get(state.params), losses))
   (params_1, losses_1), (params_8, losses_8) = results
   np.testing.assert_allclose(losses_1, losses_8, rtol=1e-5)
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-6),
-               params_1, params_8)
+  chex.assert_trees_all_close(params_1, params_8, rtol=2e-4, atol=2e-6)
 
 
 def run_optax(tx, params, grads):
@@ -156,24 +156,41 @@ def test_bias_lr_scales_only_biases_and_norms():
   np.testing.assert_allclose(split["b"], -0.0048 * 0.5, rtol=1e-6)
 
 
+FASHION_MNIST_INFO = source.SplitInfo("fashion_mnist_idx", "train", 60000, (28, 28, 1), 10)
+
+
 @pytest.mark.parametrize("key,value,match", [
     ("method.name", "simclr", "config.method.name"),
     ("optim.name", "lamb", "config.optim.name"),
+    ("optim.lr", -1.0, "config.optim.lr"),
     ("model.projector", "64-x", "config.model.projector"),
+    ("model.dtype", "float16", "config.model.dtype"),
+    ("model.stem", "tiny", "config.model.stem"),
     ("train.global_batch", 12, "config.train.global_batch.*device count"),
+    ("train.log_every", 0, "config.train.log_every"),
     ("model.backbone", "vit", "config.model.backbone"),
+    ("eval.crop_fraction", 1.5, "config.eval.crop_fraction"),
 ])
-def test_bad_config_values_name_the_key(fmnist_data_dir, key, value, match):
-  config = smoke_config(fmnist_data_dir, **{key: value})
-  with pytest.raises(ValueError, match=match):
-    config_lib.validate(config, num_devices=8)
+def test_building_a_bad_config_names_the_key(key, value, match):
+  """The builder is the validation: one ConfigError (a UserError) naming the key."""
+  config = smoke_config(None, **{key: value})
+  if key == "model.stem":
+    config.model.backbone = "resnet18"
+  with pytest.raises(errors.ConfigError, match=match):
+    run_lib.Run(config, info=FASHION_MNIST_INFO)
+
+
+def test_a_batch_larger_than_the_split_is_a_config_error_before_any_work(fmnist_data_dir):
+  config = smoke_config(fmnist_data_dir, **{"train.global_batch": 1024})  # the split: 512
+  with pytest.raises(errors.ConfigError, match=r"train.global_batch.*512 examples"):
+    run_lib.Run(config)
 
 
 def test_unknown_method_kwargs_name_the_key():
   config = smoke_config(None)
   config.method.kwargs = {"sim_coef": 1.0}
-  with pytest.raises(ValueError, match=r"method.kwargs.*sim_coef.*sim_coeff"):
-    config_lib.validate(config, num_devices=1)
+  with pytest.raises(errors.ConfigError, match=r"method.kwargs.*sim_coef.*sim_coeff"):
+    run_lib.Run(config, info=FASHION_MNIST_INFO)
 
 
 def test_every_keyword_of_every_method_is_a_config_key():
@@ -200,21 +217,22 @@ def test_command_line_sets_a_method_keyword_the_file_did_not_list(config_file):
 def test_a_keyword_the_method_does_not_take_is_a_config_error():
   config = smoke_config(None, **{"method.name": "barlow_twins"})
   config.method.kwargs.sim_coeff = 25.0
-  with pytest.raises(config_lib.ConfigError,
+  with pytest.raises(errors.ConfigError,
                      match=r"method.kwargs sets \['sim_coeff'\].*'barlow_twins'.*lambd"):
-    config_lib.validate(config, num_devices=1)
+    run_lib.Run(config, info=FASHION_MNIST_INFO)
 
 
 def test_wmse_on_a_wide_embedding_is_a_config_error_before_any_work():
   """Issue 23: the Fashion-MNIST default switched to W-MSE failed at the first step."""
   config = config_lib.load("configs/vicreg_fashion_mnist.py")
   config.method.name = "wmse"
-  with pytest.raises(config_lib.ConfigError, match=r"method.kwargs.w_size.*1024"):
-    config_lib.validate(config, num_devices=1)
+  with pytest.raises(errors.ConfigError, match=r"method.kwargs.w_size.*1024"):
+    run_lib.Run(config, info=FASHION_MNIST_INFO)
 
 
 @pytest.mark.parametrize("override", ["--config.optim.nosuch=1",
                                       "--config.method.kwargs.sim_coef=1"])
+@pytest.mark.slow
 def test_cli_rejects_an_unknown_key_in_one_paragraph(tmp_path, override):
   result = subprocess.run(
       [sys.executable, "-m", "jaxssl.train", "--config", "configs/vicreg_fashion_mnist.py:smoke",
@@ -226,6 +244,21 @@ def test_cli_rejects_an_unknown_key_in_one_paragraph(tmp_path, override):
   assert not (tmp_path / "checkpoints").exists()
 
 
+@pytest.mark.slow
+def test_cli_reports_a_user_error_in_one_paragraph(tmp_path, fmnist_data_dir):
+  """Every UserError, caught once by the command line: here a batch larger than the split."""
+  result = subprocess.run(
+      [sys.executable, "-m", "jaxssl.train", "--config", "configs/vicreg_fashion_mnist.py:smoke",
+       "--workdir", str(tmp_path), f"--config.data.data_dir={fmnist_data_dir}",
+       "--config.train.global_batch=1024"],
+      capture_output=True, text=True, timeout=300)
+  assert result.returncode == 1, result.stderr
+  assert result.stderr.startswith("error: config.train.global_batch: 1024 is larger")
+  assert "Traceback" not in result.stderr
+  assert not (tmp_path / "checkpoints").exists()
+
+
+@pytest.mark.slow
 def test_a_dataset_of_varying_image_sizes_trains_with_host_crops(monkeypatch, tmp_path):
   """ImageNet-style data (JPEG bytes of varying sizes): the host decodes and crops both
   views, the device runs the photometric ops, evaluation centre-crops; the whole loop runs,
@@ -245,12 +278,12 @@ def test_a_dataset_of_varying_image_sizes_trains_with_host_crops(monkeypatch, tm
                                  "train.eval_every": 2, "eval.batch": 8})
   config.unlock()
   config.aug = config_lib.vicreg_views(32, config_lib.IMAGENET_STATS)
-  run = loop.Run(config, tmp_path)
+  run = run_lib.Run(config)
   assert run.host_crops is not None and run.eval_transform is not None
   batch = next(run.train_iterator())
   assert batch["view_a"].shape == batch["view_b"].shape == (16, 32, 32, 3)
   scalars = loop.train(config, tmp_path / "a")
-  assert np.isfinite(scalars["loss"]) and 0 <= scalars["val_head_accuracy"] <= 1
+  assert np.isfinite(scalars["loss"]) and 0 <= scalars["head/val_accuracy"] <= 1
   # Stop after step 2 and resume: the host crops are a function of (seed, step).
   import shutil  # pylint: disable=g-import-not-at-top
   shutil.copytree(tmp_path / "a", tmp_path / "b")
