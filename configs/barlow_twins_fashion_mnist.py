@@ -9,8 +9,9 @@ from jaxssl import config as jc
 
 
 def get_config(arg=None):
+  given = jc.switches(arg)
   c = jc.fashion_mnist_config()
   c.method.name = "barlow_twins"
   c.method.kwargs.lambd = 0.0051
   c.optim.lr = 3.2
-  return jc.apply_args(c, arg)
+  return jc.finish(c, given)

@@ -11,9 +11,10 @@ from jaxssl import config as jc
 
 
 def get_config(arg=None):
+  given = jc.switches(arg)
   c = jc.fashion_mnist_config()
   c.method.name = "corinfomax"
   c.method.kwargs.update(alpha=250.0, la_R=0.01, la_mu=0.01, eps=1e-8, normalize=True)
   c.model.projector, c.model.projector_bn = "1024-1024-64", False
   c.optim.lr = 3.2
-  return jc.apply_args(c, arg)
+  return jc.finish(c, given)

@@ -17,7 +17,7 @@ from jaxssl import config as jc
 def get_config(arg=None):
   given = jc.switches(arg, "cifar10", "cifar100", "logdet", "pairdist")
   if {"logdet", "pairdist"} <= given:
-    raise ValueError("Pick one entropy estimator: logdet or pairdist, not both.")
+    raise jc.ConfigError("Pick one entropy estimator: logdet or pairdist, not both.")
   c = jc.cifar_config("cifar100" if "cifar100" in given else "cifar10")
   c.method.name = "info_vicreg_pairdist" if "pairdist" in given else "info_vicreg_logdet"
   return jc.finish(c, given)

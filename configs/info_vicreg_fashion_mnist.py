@@ -14,7 +14,7 @@ from jaxssl import config as jc
 def get_config(arg=None):
   given = jc.switches(arg, "logdet", "pairdist")
   if {"logdet", "pairdist"} <= given:
-    raise ValueError("Pick one entropy estimator: logdet or pairdist, not both.")
+    raise jc.ConfigError("Pick one entropy estimator: logdet or pairdist, not both.")
   c = jc.fashion_mnist_config()
   if "pairdist" in given:
     c.method.name = "info_vicreg_pairdist"

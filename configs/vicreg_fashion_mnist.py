@@ -12,7 +12,8 @@ from jaxssl import config as jc
 
 
 def get_config(arg=None):
+  given = jc.switches(arg)
   c = jc.fashion_mnist_config()
   c.method.name = "vicreg"
   c.optim.lr = 3.2
-  return jc.apply_args(c, arg)
+  return jc.finish(c, given)

@@ -11,9 +11,10 @@ from jaxssl import config as jc
 
 
 def get_config(arg=None):
+  given = jc.switches(arg)
   c = jc.fashion_mnist_config()
   c.method.name = "wmse"
   c.method.kwargs.update(w_size=128, eps=0.0)
   c.model.projector = "1024-64"
   c.optim.lr = 3.2
-  return jc.apply_args(c, arg)
+  return jc.finish(c, given)

@@ -138,11 +138,6 @@ def finish(c: ml_collections.ConfigDict, given: set[str]) -> ml_collections.Conf
   return c
 
 
-def apply_args(c: ml_collections.ConfigDict, arg: str | None) -> ml_collections.ConfigDict:
-  """``finish`` for a config file without switches of its own."""
-  return finish(c, switches(arg))
-
-
 def cifar_config(dataset: str) -> ml_collections.ConfigDict:
   """The CIFAR recipe of the published runs (solo-learn's, which the CorInfoMax and
   information-theoretic VICReg papers build on): ResNet-18 with the CIFAR stem, crops of
