@@ -43,18 +43,19 @@ trap 'stop_all; wait; exit 130' INT
 trap 'stop_all; wait; exit 143' TERM
 
 status=0
-running=("${pids[@]}")
-while [[ ${#running[@]} -gt 0 ]]; do
+# Wait for whichever child ends next until none is left (waiting on a list of pids races
+# with bash reaping the ones that ended already: "no such job").
+while true; do
   set +e
-  wait -n -p done_pid "${running[@]}"
+  wait -n -p done_pid
   code=$?
   set -e
-  running=("${running[@]/$done_pid}")
-  read -ra running <<< "${running[*]}"
+  [[ -n "${done_pid:-}" ]] || break  # no child left
   if [[ $code -ne 0 && $status -eq 0 ]]; then
     status=$code
     echo "local_multiprocess: a process exited with status $code; stopping the others." >&2
     stop_all
   fi
+  done_pid=""
 done
 exit "$status"

@@ -98,9 +98,8 @@ def test_fashion_mnist_recipes_train_in_smoke_form(name, arg, fmnist_data_dir):
 @pytest.mark.parametrize("name", [n for n in CONFIGS if n.endswith("_cifar")])
 def test_cifar_configs_train_in_smoke_form(name):
   c = load(name, "smoke")
-  with tfds.testing.mock_data(num_examples=128):
-    run = run_lib.Run(c)
-  _, losses, step = run_steps(run, 3)
+  with tfds.testing.mock_data(num_examples=128):  # (the splits open on first use)
+    _, losses, step = run_steps(run_lib.Run(c), 3)
   assert np.all(np.isfinite(losses)), losses
   assert step._cache_size() == 1
 
@@ -110,8 +109,7 @@ def test_full_cifar_resnet18_recipe_takes_a_real_step():
   c = load("vicreg_cifar", None)
   c.train.global_batch = 16
   with tfds.testing.mock_data(num_examples=64):
-    run = run_lib.Run(c)
-  state, losses, _ = run_steps(run, 1)
+    state, losses, _ = run_steps(run_lib.Run(c), 1)
   assert np.isfinite(losses[0])
   assert count(state.params["projector"]) == 512 * 2048 + 2 * 2048 * 2048 + 4 * 2048
 

@@ -39,10 +39,10 @@ def test_every_method_runs_20_steps_on_8_devices_and_compiles_once(name):
   config.unlock()
   config.aug = config_lib.vicreg_views(32, config_lib.CIFAR10_STATS)
   config.model.projector = "64-32"
-  with tfds.testing.mock_data(num_examples=128):
+  with tfds.testing.mock_data(num_examples=128):  # (the splits open on first use)
     run = run_lib.Run(config)
-  assert run.mesh.size == 8
-  _, losses, train_step = run_steps(run, 20)
+    assert run.mesh.size == 8
+    _, losses, train_step = run_steps(run, 20)
   assert np.all(np.isfinite(losses)), losses
   assert train_step._cache_size() == 1
 
