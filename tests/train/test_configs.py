@@ -42,6 +42,9 @@ SPLITS = {  # what the named datasets hold: (train examples, image shape, classe
 # its 2048x1000 fc) and the CIFAR ResNet-18 (3x3 stem, no max-pool) of solo-learn.
 BACKBONE_PARAMS = {("resnet50", "imagenet"): 23_508_032, ("resnet18", "cifar"): 11_168_832}
 CASES = [(name, arg) for name, args in CONFIGS.items() for arg in args]
+# The ResNet-50 ones take 7-11 s each to trace on this CPU: in the slow part.
+FULL_SIZE_CASES = [pytest.param(name, arg, marks=pytest.mark.slow) if "imagenet" in name
+                   else (name, arg) for name, arg in CASES]
 
 
 def load(name: str, arg: str | None):
@@ -56,7 +59,7 @@ def test_every_config_file_is_covered():
   assert sorted(p.stem for p in CONFIG_DIR.glob("*.py")) == sorted(CONFIGS)
 
 
-@pytest.mark.parametrize("name,arg", CASES)
+@pytest.mark.parametrize("name,arg", FULL_SIZE_CASES)
 def test_full_size_config_validates_and_traces(name, arg):
   c = load(name, arg)
   examples, shape, classes = SPLITS[c.data.name]
