@@ -325,6 +325,12 @@ def _cell(row: dict, name: str, scale: float = 100.0, digits: int = 2) -> str:
   return value + (f" ± {scale * std:.{digits}f}" if std is not None else "")
 
 
+def _projector_order(item) -> tuple[int, int]:
+  """Projector rows by depth, then width: ``projector/vicreg/1024-1024`` -> (2, 1024)."""
+  widths = item[0].split("/")[-1].split(" ")[0].split("-")
+  return len(widths), int(widths[0])
+
+
 def report(results: dict) -> str:
   tables = results.get("tables", {})
   out = []
@@ -340,9 +346,15 @@ def report(results: dict) -> str:
   for part in ("sweep", "projector"):
     if part not in tables:
       continue
+    rows = dict(tables[part])
+    if part == "projector":  # with the table's own projector, trained to the same length
+      table_run = results.get("runs", {}).get(f"table/e{SWEEP_EPOCHS}/vicreg/seed0")
+      if table_run and "error" not in table_run:
+        rows[f"projector/vicreg/{table_run['settings']['projector']} (the table's)"] = table_run
     out += ["", f"| {part} run | logistic % | ridge % | 200-NN % | RankMe | HSIC | MNIST % |",
             "|---|---:|---:|---:|---:|---:|---:|"]
-    for key, row in sorted(tables[part].items()):
+    order = (lambda kv: kv[0]) if part == "sweep" else _projector_order
+    for key, row in sorted(rows.items(), key=order):
       out.append(f"| {key.split('/', 1)[1]} | {_cell(row, 'logistic')} | "
                  f"{_cell(row, 'ridge')} | {_cell(row, 'knn')} | "
                  f"{_cell(row, 'rankme', 1, 1)} | {_cell(row, 'hsic_mean', 1, 3)} | "
