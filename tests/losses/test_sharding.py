@@ -60,6 +60,7 @@ def test_shard_map_with_axis_name_equals_one_device(case, shape, mesh):
   _assert_close(jax.jit(per_device)(z_a, z_b), _unsharded(case, z_a, z_b))
 
 
+@pytest.mark.slow  # a pmap and a vmap compilation per loss
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
 def test_pmap_and_vmap_with_axis_name_equal_one_device(case):
   # Under pmap/vmap collectives transpose to collectives: each device's gradient is that of
