@@ -178,7 +178,8 @@ def imagenet_config() -> ml_collections.ConfigDict:
   return c
 
 
-def _check(condition: bool, key: str, message: str) -> None:
+def check(condition: bool, key: str, message: str) -> None:
+  """A ``ConfigError`` naming ``config.<key>`` unless ``condition`` holds."""
   if not condition:
     raise ConfigError(f"config.{key}: {message}")
 
@@ -187,9 +188,9 @@ def validate(c: ml_collections.ConfigDict, *, num_devices: int) -> None:
   """The checks across fields (each field's own range is checked where it is built: see
   ``jaxssl.train.run.Run``); fails before training, naming the key."""
   batch = c.train.global_batch
-  _check(batch > 0 and batch % num_devices == 0, "train.global_batch",
+  check(batch > 0 and batch % num_devices == 0, "train.global_batch",
          f"must be a positive multiple of the device count ({num_devices}); got {batch}.")
-  _check(c.eval.batch > 0 and c.eval.batch % num_devices == 0, "eval.batch",
+  check(c.eval.batch > 0 and c.eval.batch % num_devices == 0, "eval.batch",
          f"must be a positive multiple of the device count ({num_devices}); got "
          f"{c.eval.batch}.")
   if c.method.name == "wmse":
@@ -200,9 +201,9 @@ def _check_whitening(kwargs, projector: str, batch: int) -> None:
   """W-MSE's whitening blocks must be taller than the embedding is wide (``losses.wmse``)."""
   dim = projector_lib.parse_widths(projector)[-1]
   w_size = kwargs.w_size or batch
-  _check(batch % w_size == 0, "method.kwargs.w_size",
+  check(batch % w_size == 0, "method.kwargs.w_size",
          f"must divide train.global_batch ({batch}); got {w_size}.")
-  _check(w_size > dim or (kwargs.eps or 0.0) > 0, "method.kwargs.w_size",
+  check(w_size > dim or (kwargs.eps or 0.0) > 0, "method.kwargs.w_size",
          f"W-MSE whitens blocks of w_size={w_size} rows, which cannot whiten the {dim}-wide "
          f"embedding (model.projector={projector!r}): set method.kwargs.w_size above {dim} "
          f"(the official recipe uses 2x the embedding), narrow the projector's last layer "
@@ -214,7 +215,7 @@ def views(c: ml_collections.ConfigDict) -> tuple[augment.ViewAugment, augment.Vi
   def build(name):
     fields = {k: tuple(v) if isinstance(v, list) else v for k, v in c.aug[name].items()}
     unknown = set(fields) - set(inspect.signature(augment.ViewAugment).parameters)
-    _check(not unknown, f"aug.{name}", f"unknown fields {sorted(unknown)}.")
+    check(not unknown, f"aug.{name}", f"unknown fields {sorted(unknown)}.")
     try:
       return augment.ViewAugment(**fields)
     except (TypeError, ValueError) as err:

@@ -16,10 +16,10 @@ import ml_collections
 import numpy as np
 
 from jaxssl import config as config_lib
+from jaxssl.config import check
 from jaxssl import distributed
 from jaxssl import methods
 from jaxssl.data import decode, loader, source
-from jaxssl.errors import ConfigError
 from jaxssl.models import model_from_config
 from jaxssl.train import optim, state as state_lib, step as step_lib
 
@@ -43,10 +43,10 @@ class Run:
                                                 data_dir=c.data.data_dir)
     self.eval_info = info or source.split_info(c.data.name, c.data.eval_split,
                                                data_dir=c.data.data_dir)
-    if training and c.train.global_batch > self.train_info.num_examples:
-      raise ConfigError(f"config.train.global_batch: {c.train.global_batch} is larger than "
-                        f"the training split {c.data.train_split!r} of {c.data.name!r} "
-                        f"({self.train_info.num_examples} examples).")
+    check(not training or c.train.global_batch <= self.train_info.num_examples,
+          "train.global_batch", f"{c.train.global_batch} is larger than the training split "
+          f"{c.data.train_split!r} of {c.data.name!r} ({self.train_info.num_examples} "
+          "examples).")
     self.views = config_lib.views(c)
     self.image_shape = (self.views[0].out_size, self.views[0].out_size,
                         self.train_info.image_shape[-1])
@@ -140,33 +140,28 @@ class Run:
     return float(correct) / float(total)
 
 
-def _check(condition: bool, key: str, message: str) -> None:
-  if not condition:
-    raise ConfigError(f"config.{key}: {message}")
-
-
 def check_settings(c: ml_collections.ConfigDict) -> None:
   """The run's own numbers (lengths, intervals, limits) in their ranges; the pieces (method,
   model, optimiser, views) check theirs as they are built."""
   for key in ("lr", "weight_decay", "warmup_epochs"):
-    _check(c.optim[key] >= 0, f"optim.{key}", f"must be >= 0; got {c.optim[key]}.")
-  _check(c.optim.bias_lr is None or c.optim.bias_lr >= 0, "optim.bias_lr",
-         f"must be >= 0 (or unset); got {c.optim.bias_lr}.")
-  _check(c.train.steps is not None or c.train.epochs > 0, "train.epochs",
-         f"must be > 0 (or set train.steps); got {c.train.epochs}.")
-  _check(c.train.max_skipped >= 0, "train.max_skipped",
-         f"must be >= 0 (0: stop at the first non-finite step); got {c.train.max_skipped}.")
+    check(c.optim[key] >= 0, f"optim.{key}", f"must be >= 0; got {c.optim[key]}.")
+  check(c.optim.bias_lr is None or c.optim.bias_lr >= 0, "optim.bias_lr",
+        f"must be >= 0 (or unset); got {c.optim.bias_lr}.")
+  check(c.train.steps is not None or c.train.epochs > 0, "train.epochs",
+        f"must be > 0 (or set train.steps); got {c.train.epochs}.")
+  check(c.train.max_skipped >= 0, "train.max_skipped",
+        f"must be >= 0 (0: stop at the first non-finite step); got {c.train.max_skipped}.")
   for key in ("log_every", "eval_every", "checkpoint_every", "keep_checkpoints"):
-    _check(c.train[key] > 0, f"train.{key}", f"must be > 0; got {c.train[key]}.")
-  _check(c.watchdog.timeout_s is None or c.watchdog.timeout_s > 0, "watchdog.timeout_s",
-         f"must be > 0 seconds (or unset: derived from the step time); got "
-         f"{c.watchdog.timeout_s}.")
-  _check(c.watchdog.floor_s > 0, "watchdog.floor_s", f"must be > 0; got {c.watchdog.floor_s}.")
-  _check(c.watchdog.factor >= 1, "watchdog.factor",
-         f"must be >= 1 (times the slowest step); got {c.watchdog.factor}.")
-  _check(0 < c.eval.crop_fraction <= 1, "eval.crop_fraction",
-         f"must be in (0, 1] (the centre crop's share of the shorter side); got "
-         f"{c.eval.crop_fraction}.")
-  _check(c.data.num_threads > 0, "data.num_threads",
-         f"must be > 0 (host reader and decoder threads); got {c.data.num_threads}.")
+    check(c.train[key] > 0, f"train.{key}", f"must be > 0; got {c.train[key]}.")
+  check(c.watchdog.timeout_s is None or c.watchdog.timeout_s > 0, "watchdog.timeout_s",
+        f"must be > 0 seconds (or unset: derived from the step time); got "
+        f"{c.watchdog.timeout_s}.")
+  check(c.watchdog.floor_s > 0, "watchdog.floor_s", f"must be > 0; got {c.watchdog.floor_s}.")
+  check(c.watchdog.factor >= 1, "watchdog.factor",
+        f"must be >= 1 (times the slowest step); got {c.watchdog.factor}.")
+  check(0 < c.eval.crop_fraction <= 1, "eval.crop_fraction",
+        f"must be in (0, 1] (the centre crop's share of the shorter side); got "
+        f"{c.eval.crop_fraction}.")
+  check(c.data.num_threads > 0, "data.num_threads",
+        f"must be > 0 (host reader and decoder threads); got {c.data.num_threads}.")
 
