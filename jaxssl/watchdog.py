@@ -41,16 +41,18 @@ class Watchdog:
     advice: the last line of the message: what the user should do.
     report_file: also write the message and the stacks there (e.g. in the workdir).
     exit_fn: what ends the process (``os._exit``; tests may replace it).
+    grace_s: how long process 0 of a multi-process run waits between its report and its exit;
+      None: the limit, at most 30 s.
   """
 
   def __init__(self, what: str, *, timeout_s: float | None = None, floor_s: float = 300.0,
                factor: float = 20.0, advice: str = "", report_file: str | None = None,
-               exit_fn: Callable[[int], None] = os._exit):
+               exit_fn: Callable[[int], None] = os._exit, grace_s: float | None = None):
     if timeout_s is not None and timeout_s <= 0:
       raise ValueError(f"watchdog timeout_s must be > 0 (or None); got {timeout_s}.")
     self.what, self.advice, self.report_file = what, advice, report_file
     self.timeout_s, self.floor_s, self.factor = timeout_s, floor_s, factor
-    self._exit = exit_fn
+    self._exit, self.grace_s = exit_fn, grace_s
     self._lock = threading.Lock()
     self._last: float | None = None  # when the last beat came; None: not armed (or paused)
     self._slowest = 0.0
@@ -122,6 +124,10 @@ class Watchdog:
         f"the last one to complete was {step}, process {_process()}, pid {os.getpid()}. The "
         f"Python stacks of all threads follow. The process exits with status {EXIT_STATUS}. "
         f"{self.advice}\n")
+    grace = (min(30.0, limit) if self.grace_s is None else self.grace_s) if _coordinator() else 0
+    if grace:
+      message += (f"Process 0 hosts the coordination service: it exits in {grace:.0f} s, so "
+                  "that the other processes' watchdogs can report first.\n")
     report = message + all_stacks()
     sys.stderr.write(report)
     sys.stderr.flush()
@@ -131,6 +137,7 @@ class Watchdog:
           f.write(report)
       except OSError as err:
         sys.stderr.write(f"(could not write {self.report_file}: {err})\n")
+    time.sleep(grace)
     self._exit(EXIT_STATUS)
 
 
@@ -152,6 +159,15 @@ def all_stacks() -> str:
     parts.append(f"\nThread {names.get(ident, '?')} ({ident}):\n"
                  + "".join(traceback.format_stack(frame)))
   return "".join(parts)
+
+
+def _coordinator() -> bool:
+  """Whether this is process 0 of a multi-process run (JAX already imported)."""
+  jax = sys.modules.get("jax")
+  try:
+    return jax is not None and jax.process_count() > 1 and jax.process_index() == 0
+  except Exception:  # pylint: disable=broad-except
+    return False
 
 
 def _process() -> str:

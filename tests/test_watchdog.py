@@ -56,6 +56,21 @@ def test_not_armed_before_the_first_step():
   assert run_watchdog(lambda dog: time.sleep(2.5), timeout_s=1.0) == []  # compiling
 
 
+def test_process_0_of_many_waits_before_it_exits(monkeypatch, capsys):
+  # Its exit would abort the other processes before their watchdogs report.
+  monkeypatch.setattr(watchdog_lib, "_coordinator", lambda: True)
+  exits = []
+  record = lambda status: exits.append((status, time.monotonic()))
+  with watchdog_lib.Watchdog("test step", timeout_s=0.5, grace_s=1.5, exit_fn=record) as dog:
+    dog.beat(0)
+    beat = time.monotonic()
+    time.sleep(3.5)
+  [(status, when)] = exits
+  assert status == watchdog_lib.EXIT_STATUS and when - beat >= 0.5 + 1.5
+  assert "exits in 2 s, so that the other processes' watchdogs can report first" in (
+      capsys.readouterr().err)
+
+
 def test_derived_limit_follows_the_slowest_step():
   dog = watchdog_lib.Watchdog("test step", floor_s=2.0, factor=10.0)  # not entered: no timer
   assert dog.limit_s == 2.0
@@ -92,7 +107,8 @@ def test_training_stall_one_process(tmp_path, fmnist_data_dir):
 def test_training_stall_two_processes(tmp_path, fmnist_data_dir):
   # Process 1 stalls; process 0 waits in the next step's collectives. Both stop: process 1 by
   # its watchdog, process 0 by its own or, when process 1 leaves first, by the collective
-  # failing on the closed connection.
+  # failing on the closed connection. Process 0's watchdog waits before it exits: its exit
+  # would abort process 1 (SIGABRT) before process 1's watchdog reported.
   procs = start_processes(stalling_command(tmp_path / "w", fmnist_data_dir, 4, 1))
   (_, err0), (_, err1) = [p.communicate(timeout=300) for p in procs]
   assert procs[1].returncode == watchdog_lib.EXIT_STATUS, err1[-3000:]
