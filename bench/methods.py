@@ -19,7 +19,10 @@ Parts:
   supervised baselines (with and without VCReg);
 - ``projector``: VICReg at several projector widths and depths (the sweep's length, seed 0;
   the table's 1024-1024-1024 run at that length is the fifth point), for the pairwise
-  independence of the representation.
+  independence of the representation;
+- ``quickstart``: the search for a better CPU default (``configs/vicreg_fashion_mnist.py``),
+  VICReg at the sweep's length with one change to the shared recipe each, and a freshly
+  initialised encoder for each change of architecture (the baseline moves with it).
 
 Every run is evaluated on the backbone's features: logistic and ridge probes, 200-NN, RankMe,
 the covariance spectrum, the mean pairwise normalised HSIC between features (512 test images)
@@ -81,6 +84,12 @@ SWEEP = [
     ("info_vicreg_pairdist", {"method.kwargs.sigma": 4.0}),
 ]
 PROJECTORS = ["256", "1024", "1024-1024", "4096-4096-4096"]  # besides the table's 1024-1024-1024
+# (label, overrides, whether the architecture changes): each against the table's 1-epoch VICReg.
+QUICKSTART = [
+    ("batch 128", {"train.global_batch": 128}, False),
+    ("last stage 512", {"model.widths": (32, 64, 128, 512)}, True),
+    ("projector 2048-2048-2048", {"model.projector": "2048-2048-2048"}, False),
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,6 +125,14 @@ def plan(parts: list[str], seeds: list[int], table_epochs: int = 3) -> list[Run]
       runs.append(Run(f"projector/vicreg/{projector}", "projector", projector,
                       SSL_CONFIGS["vicreg"],
                       {"train.epochs": SWEEP_EPOCHS, "model.projector": projector}))
+  if "quickstart" in parts:
+    for label, overrides, architecture in QUICKSTART:
+      length = {"train.epochs": SWEEP_EPOCHS, **overrides}
+      if architecture:
+        runs.append(Run(f"quickstart/random init/{label}", "quickstart", f"random init, {label}",
+                        SSL_CONFIGS["vicreg"], length, random_init=True))
+      runs.append(Run(f"quickstart/vicreg/{label}", "quickstart", label, SSL_CONFIGS["vicreg"],
+                      length))
   return runs
 
 
@@ -148,7 +165,7 @@ def _configure(run: Run, smoke: bool, data_dir: str | None):
     *parents, name = key.split(".")
     for parent in parents:
       section = section[parent]
-    section[name] = value
+    section[name] = tuple(value) if isinstance(section[name], tuple) else value  # JSON: lists
   c.seed = run.seed
   c.data.data_dir = data_dir
   c.eval.random_baseline = False
@@ -343,7 +360,7 @@ def report(results: dict) -> str:
                  f"{_cell(row, 'ridge')} | {_cell(row, 'knn')} | "
                  f"{_cell(row, 'rankme', 1, 1)} | {_cell(row, 'hsic_mean', 1, 3)} | "
                  f"{_cell(row, 'mnist_logistic')} | {row['train_s']:.0f} |")
-  for part in ("sweep", "projector"):
+  for part in ("sweep", "projector", "quickstart"):
     if part not in tables:
       continue
     rows = dict(tables[part])
@@ -368,7 +385,7 @@ def report(results: dict) -> str:
 def main(argv=None) -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--parts", default="sweep,table,projector",
-                      help="comma-separated: sweep, table, projector (in that order)")
+                      help="comma-separated: sweep, table, projector, quickstart (in that order)")
   parser.add_argument("--seeds", default="0,1", help="seeds of the table's runs")
   parser.add_argument("--table_epochs", type=int, default=3,
                       help="the table's budget (3: the CPU recipe of the config files)")
@@ -392,9 +409,10 @@ def main(argv=None) -> None:
     print(report(load_results(pathlib.Path(args.out))))
     return
   args.parts = [p for p in args.parts.split(",") if p]
-  unknown = set(args.parts) - {"sweep", "table", "projector"}
+  unknown = set(args.parts) - {"sweep", "table", "projector", "quickstart"}
   if unknown:
-    parser.error(f"unknown parts {sorted(unknown)}; choose from sweep, table, projector")
+    parser.error(f"unknown parts {sorted(unknown)}; choose from sweep, table, projector, "
+                 "quickstart")
   args.seeds = [int(s) for s in args.seeds.split(",") if s]
   print(report(drive(args)))
 

@@ -53,10 +53,24 @@ def test_smoke_table_covers_every_method_and_resumes(tmp_path, fmnist_data_dir):
 
 
 def test_plan_orders_seeds_and_names_runs_uniquely():
-  runs = bench_methods.plan(["sweep", "table", "projector"], [0, 1], table_epochs=1)
+  runs = bench_methods.plan(["sweep", "table", "projector", "quickstart"], [0, 1],
+                            table_epochs=1)
   assert len({r.id for r in runs}) == len(runs)
   table = [r for r in runs if r.part == "table"]
   assert [r.seed for r in table] == sorted(r.seed for r in table)  # a seed's rows together
   assert all(r.overrides["train.epochs"] == bench_methods.SWEEP_EPOCHS
              for r in runs if r.part == "sweep")
   assert all(r.id.startswith("table/e1/") for r in table)
+
+
+def test_quickstart_changes_one_thing_each_and_sets_tuples():
+  runs = [r for r in bench_methods.plan(["quickstart"], [0]) if not r.random_init]
+  base = bench_methods._configure(runs[0], False, None)  # pylint: disable=protected-access
+  for run in runs:
+    c = bench_methods._configure(  # pylint: disable=protected-access
+        bench_methods.Run(**json.loads(json.dumps(run.__dict__))), False, None)  # as the worker
+    assert c.train.epochs == bench_methods.SWEEP_EPOCHS
+    assert isinstance(c.model.widths, tuple)
+    changed = {k for k in run.overrides if k != "train.epochs"}
+    assert len(changed) == 1
+  assert base.train.global_batch == 128
