@@ -89,6 +89,8 @@ QUICKSTART = [
     ("batch 128", {"train.global_batch": 128}, False),
     ("last stage 512", {"model.widths": (32, 64, 128, 512)}, True),
     ("projector 2048-2048-2048", {"model.projector": "2048-2048-2048"}, False),
+    ("no blur", {"aug.view_a.blur_prob": 0.0, "aug.view_b.blur_prob": 0.0}, False),
+    ("lr 6.4", {"optim.lr": 6.4}, False),
 ]
 
 
@@ -169,6 +171,8 @@ def _configure(run: Run, smoke: bool, data_dir: str | None):
   c.seed = run.seed
   c.data.data_dir = data_dir
   c.eval.random_baseline = False
+  for entry in c.evals.values():  # the table's train_s: training alone, as in its first rows
+    entry.every = 0
   return c
 
 
@@ -194,7 +198,7 @@ def work(run: Run, workdir: pathlib.Path, smoke: bool, data_dir: str | None) -> 
     final = loop.train(c, workdir)
     encoder = restore.load_encoder(workdir)
   train_s = time.perf_counter() - start
-  metrics, spectrum = evaluate_run.evaluate_encoder(encoder)
+  metrics, spectrum, _ = evaluate_run.evaluate_encoder(encoder)
   test_x, _ = encoder.features(encoder.run.eval_source, batch=c.eval.batch)
   hsic = diagnostics.pairwise_hsic(test_x, max_samples=512, seed=0)
   off_diagonal = hsic[~np.eye(len(hsic), dtype=bool)]
@@ -202,9 +206,9 @@ def work(run: Run, workdir: pathlib.Path, smoke: bool, data_dir: str | None) -> 
   digits = {split: source.open_split("mnist_5k", split, data_dir=data_dir, in_memory=True)[0]
             for split in ("train", "test")}
   (mx, my), (tx, ty) = (encoder.features(digits[s], batch=c.eval.batch) for s in digits)
-  mnist = probes.logistic_probe(mx, my, tx, num_classes=10, epochs=c.eval.logistic_epochs,
-                                lr=c.eval.logistic_lr, batch=c.eval.logistic_batch,
-                                weight_decay=c.eval.logistic_weight_decay, seed=c.seed)
+  mnist = probes.logistic_probe(mx, my, tx, num_classes=10, epochs=c.evals.logistic.epochs,
+                                lr=c.evals.logistic.lr, batch=c.evals.logistic.batch,
+                                weight_decay=c.evals.logistic.weight_decay, seed=c.seed)
   return {
       **dataclasses.asdict(run), "fingerprint": config_fingerprint(c, run.random_init),
       "step": encoder.step, "devices": jax.device_count(),
