@@ -63,11 +63,49 @@ def base_config() -> ml_collections.ConfigDict:
   # A step that does not complete within timeout_s (None: factor x the slowest step so far,
   # at least floor_s) stops the run with the stacks of every thread (jaxssl.watchdog).
   c.watchdog = dict(timeout_s=config_dict.placeholder(float), floor_s=300.0, factor=20.0)
-  c.eval = dict(batch=1000, knn_k=200, knn_temperature=0.07, logistic_epochs=100,
-                logistic_lr=1e-3, logistic_batch=1024, logistic_weight_decay=1e-4,
-                ridge_lambdas=(1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0), val_fraction=0.1,
-                projector=False, random_baseline=True, crop_fraction=0.875)
+  # Evaluation of frozen features: the batch of the feature passes, which output (backbone or
+  # projector), the random-encoder baseline offline, and the fixed subset (strided over each
+  # split) that the evaluators running during training read.
+  c.eval = dict(batch=1000, projector=False, random_baseline=True, crop_fraction=0.875,
+                train_examples=10000, test_examples=2000)
+  # The protocols (jaxssl.evaluate.evaluators), each with its settings: ``offline`` puts it in
+  # the default set of `python -m jaxssl.evaluate`; ``every`` > 0 also runs it during
+  # training every that many steps and at the last step (0: never; None: every
+  # train.eval_every steps, with the online probe).
+  c.evals = dict(
+      logistic=dict(offline=True, every=0, epochs=100, lr=1e-3, batch=1024, weight_decay=1e-4),
+      ridge=dict(offline=True, every=0, lambdas=(1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0),
+                 val_fraction=0.1),
+      knn=dict(offline=True, every=config_dict.placeholder(int), k=200, temperature=0.07),
+      rankme=dict(offline=True, every=config_dict.placeholder(int), collapse_fraction=0.1),
+      # VICReg's evaluate.py and README (ImageNet): 100 epochs, batch 256, SGD momentum 0.9,
+      # cosine, head lr 0.02, weight decay 1e-6, crops of 8-100% and flips.
+      linear=dict(offline=False, every=0, epochs=100, batch=256, lr=0.02, momentum=0.9,
+                  weight_decay=1e-6, crop_scale=(0.08, 1.0), flip_prob=0.5),
+  )
   return c
+
+
+# Settings that moved, for configs saved by earlier versions: old key -> new key.
+MOVED = {"eval.knn_k": "evals.knn.k", "eval.knn_temperature": "evals.knn.temperature",
+         "eval.logistic_epochs": "evals.logistic.epochs", "eval.logistic_lr": "evals.logistic.lr",
+         "eval.logistic_batch": "evals.logistic.batch",
+         "eval.logistic_weight_decay": "evals.logistic.weight_decay",
+         "eval.ridge_lambdas": "evals.ridge.lambdas",
+         "eval.val_fraction": "evals.ridge.val_fraction"}
+
+
+def upgrade(saved: dict) -> dict:
+  """A saved config (as JSON) with the settings of ``MOVED`` under their new keys."""
+  for old, new in MOVED.items():
+    (section, name), (*parents, leaf) = old.split("."), new.split(".")
+    if name in saved.get(section, {}):
+      value = saved[section].pop(name)
+      target = saved
+      for parent in parents:
+        target = target.setdefault(parent, {})
+      target[leaf] = value
+  return saved
 
 
 def method_kwargs() -> ml_collections.ConfigDict:
@@ -131,7 +169,8 @@ def finish(c: ml_collections.ConfigDict, given: set[str]) -> ml_collections.Conf
     c.train.global_batch, c.train.steps, c.train.log_every = 64, 6, 2
     c.train.eval_every = c.train.checkpoint_every = 3
     c.optim.warmup_epochs = 0.0
-    c.eval.batch, c.eval.logistic_epochs = 256, 5
+    c.eval.batch, c.evals.logistic.epochs, c.evals.linear.epochs = 256, 5, 1
+    c.eval.train_examples, c.eval.test_examples = 512, 256
     if c.method.name == "wmse":  # whitening needs more rows per sub-batch than dimensions
       c.model.projector, c.method.kwargs.w_size = "64-16", 32
   c.lock()

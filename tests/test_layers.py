@@ -15,7 +15,8 @@ LAYERS = [
     ["jaxssl.train.optim", "jaxssl.train.state"],
     ["jaxssl.train.step", "jaxssl.train.checkpoint", "jaxssl.train.metrics"],
     ["jaxssl.train.run"],
-    ["jaxssl.train.loop", "jaxssl.evaluate"],
+    ["jaxssl.evaluate"],
+    ["jaxssl.train.loop"],
     ["jaxssl.cli"],
     ["jaxssl.train.__main__", "jaxssl.evaluate.__main__"],
 ]

@@ -64,6 +64,24 @@ class ArraySource:
     return [self[i] for i in indices]
 
 
+class Strided:
+  """``count`` examples of ``source`` spread evenly over it (every ``len / count``-th, from the
+  first): a fixed subset, the same on any process count, that samples every part of a split
+  even when the split is stored in class order."""
+
+  def __init__(self, source, count: int):
+    if count <= 0:
+      raise ValueError(f"A subset needs at least one example; got count={count}.")
+    self.source = source
+    self.ids = (np.arange(min(count, len(source))) * len(source)) // min(count, len(source))
+
+  def __len__(self) -> int:
+    return len(self.ids)
+
+  def __getitem__(self, index: int) -> Record:
+    return self.source[int(self.ids[index])]
+
+
 # Small datasets prepared offline on first use by builders of ours, from files on this machine.
 LOCAL_BUILDERS = {fashion_mnist.NAME: fashion_mnist.FashionMnistIdx,
                   mnist_5k.NAME: mnist_5k.Mnist5k}

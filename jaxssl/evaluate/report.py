@@ -7,16 +7,24 @@ import pathlib
 
 import numpy as np
 
-PROTOCOLS = ("logistic", "ridge", "knn")
+from jaxssl.evaluate import evaluators
+
+def _cell(name: str, value: float) -> str:
+  if evaluators.is_accuracy(name):
+    return f"{100 * value:.2f}%"
+  return f"{value:.1f}" if abs(value) >= 10 else f"{value:.4g}"
 
 
 def table(results: dict[str, dict[str, float]]) -> str:
-  """A Markdown table: one row per encoder, test accuracy per protocol, RankMe."""
-  lines = ["| encoder | linear probe (logistic) | linear probe (ridge) | k-NN | RankMe |",
-           "|---|---|---|---|---|"]
-  for name, r in results.items():
-    lines.append(f"| {name} | {100 * r['logistic']:.2f}% | {100 * r['ridge']:.2f}% | "
-                 f"{100 * r['knn']:.2f}% | {r['rankme']:.1f} / {r['dim']} |")
+  """A Markdown table: one row per encoder, one column per name its evaluators returned
+  (their ``details`` aside, which stay in ``eval.json``)."""
+  columns = []
+  for values in results.values():
+    columns += [n for n in values if n not in columns and not evaluators.is_detail(n)]
+  lines = ["| encoder | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+  for encoder, values in results.items():
+    cells = [_cell(n, values[n]) if n in values else "" for n in columns]
+    lines.append(f"| {encoder} | " + " | ".join(cells) + " |")
   return "\n".join(lines)
 
 
@@ -59,6 +67,9 @@ def plot_curves(metrics: list[dict], path: pathlib.Path) -> bool:
   val = [(m["step"], m["head/val_accuracy"]) for m in metrics if "head/val_accuracy" in m]
   if val:
     ax_acc.plot(*zip(*val), "o-", label="online probe (eval split)")
+  knn = [(m["step"], m["eval/knn"]) for m in metrics if "eval/knn" in m]
+  if knn:
+    ax_acc.plot(*zip(*knn), "s-", label="k-NN (eval subset)")
   ax_acc.set_xlabel("step")
   ax_acc.set_ylabel("accuracy")
   ax_acc.legend()
@@ -80,6 +91,8 @@ def write(out_dir: pathlib.Path, workdir: pathlib.Path, summary: dict,
            f"test split {summary['test_examples']} examples; features of the frozen "
            f"{'projector' if summary['projector'] else 'backbone'}.", "", table(results), "",
            "![covariance spectrum](spectrum.png)"]
+  for warning in summary.get("warnings", []):
+    lines += ["", f"Warning: {warning}"]
   if curves:
     lines += ["", "![training curves](curves.png)"]
   (out_dir / "report.md").write_text("\n".join(lines) + "\n")

@@ -74,23 +74,24 @@ class Encoder:
     return np.concatenate(feats)[order], np.concatenate(labels)[order]
 
 
-def _variables(state) -> dict:
+def variables(state) -> dict:
   return {"params": state.params, "batch_stats": state.batch_stats}
 
 
 def load_encoder(workdir: str | pathlib.Path, step: int | None = None,
-                 devices=None) -> Encoder:
+                 devices=None, config=None) -> Encoder:
   """The encoder of the run in ``workdir`` at ``step`` (default: the latest checkpoint),
   restored onto ``devices`` (default: all of the caller's, whatever their count or topology
-  in training) from the config saved with the run."""
-  config = checkpoint.read_config(workdir)
+  in training) from the config saved with the run (or ``config``: that config with other
+  evaluation settings, see ``jaxssl.evaluate.run.evaluation_config``)."""
+  config = checkpoint.read_config(workdir) if config is None else config
   run = run_lib.Run(config, devices=devices, training=False)
   mngr = checkpoint.manager(workdir, read_only=True)
   try:
     state = checkpoint.restore(mngr, run.abstract_state(), step=step)
   finally:
     mngr.close()
-  return Encoder(run, _variables(state), int(state.step))
+  return Encoder(run, variables(state), int(state.step))
 
 
 def random_encoder(config, devices=None) -> Encoder:
@@ -99,4 +100,4 @@ def random_encoder(config, devices=None) -> Encoder:
   if isinstance(config, (str, pathlib.Path)):
     config = checkpoint.read_config(config)
   run = run_lib.Run(config, devices=devices, training=False)
-  return Encoder(run, _variables(run.init_state()), 0)
+  return Encoder(run, variables(run.init_state()), 0)

@@ -1,79 +1,110 @@
-"""Evaluate a run: features of the train and test splits, probes, k-NN, RankMe, report."""
+"""Evaluate a run: its evaluators (``evaluators.py``) on the frozen features, then the report."""
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import pathlib
 import time
+from collections.abc import Sequence
+from typing import Any
 
+import ml_collections
 import numpy as np
 
 from jaxssl import distributed
-from jaxssl.evaluate import diagnostics, probes, report
+from jaxssl.evaluate import diagnostics, report
+from jaxssl.evaluate import evaluators as evaluators_lib
+from jaxssl.errors import ConfigError
 from jaxssl.evaluate.restore import Encoder, load_encoder, random_encoder
+from jaxssl.train import checkpoint
 from jaxssl.watchdog import Watchdog
 
 
-def evaluate_encoder(encoder: Encoder, watchdog: Watchdog | None = None
-                     ) -> tuple[dict[str, float], np.ndarray]:
-  """Every protocol on one encoder's frozen features; also its test covariance spectrum.
-  ``watchdog`` watches the feature passes (the probes are one program each, not timed)."""
-  c = encoder.config
-  run = encoder.run
-  projector = bool(c.eval.projector)
-  train_x, train_y = encoder.features(run.train_source, batch=c.eval.batch, projector=projector,
-                                      watchdog=watchdog)
-  test_x, test_y = encoder.features(run.eval_source, batch=c.eval.batch, projector=projector,
-                                    watchdog=watchdog)
+def evaluate_encoder(encoder: Encoder, chosen: Sequence[str] | None = None, *,
+                     examples: tuple[int | None, int | None] = (None, None),
+                     watchdog: Watchdog | None = None
+                     ) -> tuple[dict[str, float], np.ndarray, list[str]]:
+  """The evaluators ``chosen`` (default: the config's offline set) on one encoder's frozen
+  features (of the ``examples`` subset, or the whole splits); also the test features'
+  covariance spectrum and the evaluators' warnings. ``watchdog`` watches the feature passes
+  (each protocol is one program, not timed)."""
+  evaluators = evaluators_lib.build(encoder.config, chosen,
+                                    has_labels=bool(encoder.run.train_info.num_classes))
+  context = evaluators_lib.Context(encoder, examples=examples, watchdog=watchdog)
+  # The feature passes first, under the watchdog; the protocols are not timed.
+  _ = context.train if any(e.needs_labels for e in evaluators.values()) else None
+  _ = context.test
   with watchdog.paused() if watchdog else contextlib.nullcontext():
-    return _protocols(c, run.train_info.num_classes, train_x, train_y, test_x, test_y)
+    results, warnings = evaluators_lib.run_all(evaluators, context)
+    return results, diagnostics.covariance_spectrum(context.test[0]), warnings
 
 
-def _protocols(c, classes: int, train_x, train_y, test_x, test_y
-               ) -> tuple[dict[str, float], np.ndarray]:
-  logistic = probes.logistic_probe(
-      train_x, train_y, test_x, num_classes=classes, epochs=c.eval.logistic_epochs,
-      lr=c.eval.logistic_lr, batch=c.eval.logistic_batch,
-      weight_decay=c.eval.logistic_weight_decay, seed=c.seed)
-  ridge, lam = probes.ridge_probe(train_x, train_y, test_x, num_classes=classes,
-                                  lambdas=tuple(c.eval.ridge_lambdas),
-                                  val_fraction=c.eval.val_fraction, seed=c.seed)
-  k = min(c.eval.knn_k, len(train_x))
-  knn = probes.knn_predict(train_x, train_y, test_x, num_classes=classes, k=k,
-                           temperature=c.eval.knn_temperature)
-  result = {"logistic": probes.accuracy(logistic, test_y),
-            "ridge": probes.accuracy(ridge, test_y), "ridge_lambda": lam,
-            "knn": probes.accuracy(knn, test_y), "rankme": diagnostics.rankme(test_x),
-            "dim": int(test_x.shape[1])}
-  return result, diagnostics.covariance_spectrum(test_x)
+def evaluation_config(workdir: str | pathlib.Path, settings: dict[str, Any] | None = None
+                      ) -> ml_collections.ConfigDict:
+  """The config saved with the run in ``workdir``, with evaluation ``settings`` changed:
+  ``{"evals.linear.epochs": 10}`` (keys under ``eval.`` or ``evals.``; a string value is read
+  as a Python literal where it is one). A ``ConfigError`` names a key that is not an
+  evaluation setting or a value of the wrong type."""
+  c = checkpoint.read_config(workdir)
+  for key, value in (settings or {}).items():
+    *parents, name = key.split(".")
+    if not parents or parents[0] not in ("eval", "evals"):
+      raise ConfigError(f"{key}: only evaluation settings (eval.* and evals.*) can change "
+                        "here; the rest is the run's own (its config.json).")
+    if isinstance(value, str):
+      with contextlib.suppress(ValueError, SyntaxError):
+        value = ast.literal_eval(value)
+    section = c
+    try:
+      for parent in parents:
+        section = section[parent]
+      if name not in section:
+        raise KeyError(name)
+      section[name] = tuple(value) if isinstance(section[name], tuple) else value
+    except (KeyError, AttributeError) as err:
+      raise ConfigError(f"{key}: no such evaluation setting (see the eval and evals "
+                        "sections of jaxssl/config.py).") from err
+    except TypeError as err:
+      raise ConfigError(f"{key}: {err}") from err
+  return c
 
 
 def evaluate(workdir: str | pathlib.Path, *, step: int | None = None,
-             out_dir: str | pathlib.Path | None = None, random_baseline: bool | None = None
-             ) -> dict:
-  """Evaluate the checkpoint at ``step`` (default: latest) of the run in ``workdir``; with
-  the random-encoder baseline unless ``random_baseline=False`` (default: the config's
-  ``eval.random_baseline``). Writes ``eval.json``, ``report.md`` and plots to ``out_dir``
-  (default ``workdir/eval``, from process 0) and returns the summary."""
+             out_dir: str | pathlib.Path | None = None, random_baseline: bool | None = None,
+             chosen: Sequence[str] | None = None,
+             examples: tuple[int | None, int | None] = (None, None),
+             settings: dict[str, Any] | None = None) -> dict:
+  """Evaluate the checkpoint at ``step`` (default: latest) of the run in ``workdir`` with the
+  evaluators ``chosen`` (default: the config's offline set) on the ``examples`` subset
+  (default: the whole splits); with the random-encoder baseline unless
+  ``random_baseline=False`` (default: the config's ``eval.random_baseline``). Writes
+  ``eval.json``, ``report.md`` and plots to ``out_dir`` (default ``workdir/eval``, from
+  process 0) and returns the summary. ``settings``: evaluation settings to change (see
+  ``evaluation_config``)."""
   workdir = pathlib.Path(workdir)
   start = time.perf_counter()
-  encoder = load_encoder(workdir, step)
-  c = encoder.config
-  results, spectra = {}, {}
+  c = evaluation_config(workdir, settings)
+  evaluators_lib.build(c, chosen)  # bad names and settings fail before anything is restored
+  encoder = load_encoder(workdir, step, config=c)
+  results, spectra, warnings = {}, {}, []
   with Watchdog("evaluation batch", timeout_s=c.watchdog.timeout_s, floor_s=c.watchdog.floor_s,
                 factor=c.watchdog.factor,
                 advice="Run the same command again; if it stalls again, the stacks show "
                        "where (the data loader, or a collective waiting for another "
                        "process).") as watchdog:
-    results["pretrained"], spectra["pretrained"] = evaluate_encoder(encoder, watchdog)
+    results["pretrained"], spectra["pretrained"], warnings = evaluate_encoder(
+        encoder, chosen, examples=examples, watchdog=watchdog)
     if c.eval.random_baseline if random_baseline is None else random_baseline:
       with watchdog.paused():  # building and compiling a second model
         baseline = random_encoder(c)
-      results["random init"], spectra["random init"] = evaluate_encoder(baseline, watchdog)
+      results["random init"], spectra["random init"], _ = evaluate_encoder(
+          baseline, chosen, examples=examples, watchdog=watchdog)
   summary = {"workdir": str(workdir), "step": encoder.step, "dataset": c.data.name,
              "train_examples": encoder.run.train_info.num_examples,
              "test_examples": encoder.run.eval_info.num_examples,
-             "projector": bool(c.eval.projector), "results": results,
+             "projector": bool(c.eval.projector), "examples": list(examples),
+             "results": results, "warnings": warnings,
              "seconds": time.perf_counter() - start}
   if distributed.is_main_process():
     report.write(pathlib.Path(out_dir) if out_dir else workdir / "eval", workdir, summary,

@@ -208,7 +208,7 @@ def read_config(workdir: str | pathlib.Path) -> ml_collections.ConfigDict:
                           "and should not be edited by hand.") from err
   # Onto today's defaults, so runs saved before a field existed still load.
   config = config_lib.base_config()
-  _merge(config, _tuples(saved))
+  _merge(config, _tuples(config_lib.upgrade(saved)))
   return config
 
 

@@ -1,5 +1,6 @@
 """The training loop: build everything from the config, resume from the workdir, run the jitted
-step, log, evaluate the online probe, checkpoint."""
+step, log, evaluate (the online probe and the evaluators that run during training),
+checkpoint."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from jax.experimental import multihost_utils
 from jaxssl import distributed
 from jaxssl import watchdog as watchdog_lib
 from jaxssl.data import loader
+from jaxssl.evaluate import evaluators
 from jaxssl.train import checkpoint, run as run_lib
 from jaxssl.train.metrics import MetricWriter, Monitor, flatten, progress_fields
 
@@ -111,9 +113,11 @@ def training_watchdog(c: ml_collections.ConfigDict, workdir: pathlib.Path
 
 
 def _open(config: ml_collections.ConfigDict, workdir: pathlib.Path, devices):
-  """The run, its checkpoint manager, the data iterator and the state to start from (see
-  ``_start_state``); the workdir's config is checked against ``config`` and written."""
+  """The run, the evaluators it runs as it trains, its checkpoint manager, the data iterator
+  and the state to start from (see ``_start_state``); the workdir's config is checked against
+  ``config`` and written."""
   run = run_lib.Run(config, devices=devices)
+  during = evaluators.DuringTraining(run)  # (their settings fail here, before any data is read)
   c = config
   if (workdir / checkpoint.CONFIG_FILE).exists():
     checkpoint.check_compatible(checkpoint.read_config(workdir), c, what="workdir")
@@ -127,7 +131,7 @@ def _open(config: ml_collections.ConfigDict, workdir: pathlib.Path, devices):
     raise
   if distributed.is_main_process():
     checkpoint.write_config(workdir, c)
-  return run, mngr, data_iter, state
+  return run, during, mngr, data_iter, state
 
 
 def _log_scalars(run: run_lib.Run, monitor: Monitor, state, *, steps: int, seconds: float,
@@ -152,7 +156,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
   ``stopped_by`` (a signal's name) when a SIGTERM or SIGINT ended the run early after a
   final checkpoint."""
   workdir = checkpoint.workdir_path(workdir)
-  run, mngr, data_iter, state = _open(config, workdir, devices)
+  run, during, mngr, data_iter, state = _open(config, workdir, devices)
   c, train_step, first = config, run.train_step(), int(state.step)
   writer = MetricWriter(workdir, first)
   monitor = Monitor(first, c.train.max_skipped, int(state.skipped))
@@ -168,7 +172,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
           watchdog.beat(step)
         done = step + 1
         last = done == run.total_steps
-        log = done % c.train.log_every == 0 or last
+        evaluating = bool(during.due(done, last))
+        log = done % c.train.log_every == 0 or last or evaluating
         # Asked once per step: a signal arriving later in this step is handled after the next.
         stopping = stop.should_stop(done) and not last
         save = done % c.train.checkpoint_every == 0 or last or stopping
@@ -176,10 +181,14 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
           # Never log or save past a non-finite step: the checkpoints stay good.
           monitor.check(last_good=mngr.latest_step())
         if log:
-          with watchdog.paused():  # the online probe's pass over the eval split
+          with watchdog.paused():  # the online probe's and the evaluators' passes
             scalars = _log_scalars(run, monitor, state, steps=done - logged,
                                    seconds=time.perf_counter() - tick,
                                    evaluate=done % c.train.eval_every == 0 or last)
+            if evaluating:
+              scalars["eval"], warnings = during(state, done, last)
+              for warning in warnings if distributed.is_main_process() else ():
+                progress.write(f"Warning (step {done}): {warning}")
           writer.write(done, flatten(scalars))
           progress.set_postfix({k: f"{v:.4g}" for k, v in progress_fields(scalars).items()})
           progress.update(done - logged)

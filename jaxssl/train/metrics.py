@@ -114,10 +114,11 @@ def flatten(metrics: dict[str, Any], prefix: str = "") -> dict[str, float]:
 
 def progress_fields(scalars: dict[str, Any]) -> dict[str, float]:
   """What the progress bar shows: the epoch, the loss and its terms, the online probe's
-  accuracy and the throughput."""
-  progress, head = scalars.get("progress", {}), scalars.get("head", {})
+  accuracy, k-NN and RankMe when they ran, and the throughput."""
+  progress, head, evals = (scalars.get(k, {}) for k in ("progress", "head", "eval"))
   fields = {"epoch": progress.get("epoch"), "loss": scalars.get("loss"),
             **scalars.get("terms", {}), "head_accuracy": head.get("accuracy"),
+            "knn": evals.get("knn"), "rankme": evals.get("rankme"),
             "images_per_s": progress.get("images_per_s")}
   return {k: v for k, v in fields.items() if v is not None}
 

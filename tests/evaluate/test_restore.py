@@ -16,7 +16,7 @@ def test_run_writes_checkpoints_config_and_metrics(tiny_run):
   config = checkpoint.read_config(tiny_run)
   assert config.model.widths == (8, 16) and config.train.steps == 6
   lines = (tiny_run / "metrics.jsonl").read_text().splitlines()
-  assert [json.loads(line)["step"] for line in lines] == [2, 4, 6]
+  assert [json.loads(line)["step"] for line in lines] == [2, 3, 4, 6]  # 3: the evaluators
   assert any(p.name.startswith("events") for p in (tiny_run / "tensorboard").iterdir())
 
 
