@@ -52,24 +52,35 @@ def plot_spectra(spectra: dict[str, np.ndarray], path: pathlib.Path) -> None:
   plt.close(fig)
 
 
+def _series(metrics: list[dict], *names: str) -> list[tuple[int, float]]:
+  """``(step, value)`` of the first of ``names`` each log line has (logs written before a
+  metric was renamed keep its old name), skipping lines with none of them."""
+  out = []
+  for m in metrics:
+    value = next((m[n] for n in names if n in m), None)
+    if value is not None:
+      out.append((m["step"], value))
+  return out
+
+
 def plot_curves(metrics: list[dict], path: pathlib.Path) -> bool:
-  if not metrics:
+  loss = _series(metrics, "loss")
+  if not loss:
     return False
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  steps = [m["step"] for m in metrics]
   fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
-  ax_loss.plot(steps, [m["loss"] for m in metrics])
+  ax_loss.plot(*zip(*loss))
   ax_loss.set_xlabel("step")
   ax_loss.set_ylabel("loss")
-  ax_acc.plot(steps, [m["head/accuracy"] for m in metrics], label="online probe (train)")
-  val = [(m["step"], m["head/val_accuracy"]) for m in metrics if "head/val_accuracy" in m]
-  if val:
-    ax_acc.plot(*zip(*val), "o-", label="online probe (eval split)")
-  knn = [(m["step"], m["eval/knn"]) for m in metrics if "eval/knn" in m]
-  if knn:
-    ax_acc.plot(*zip(*knn), "s-", label="k-NN (eval subset)")
+  for names, style, label in ((("head/accuracy", "head_accuracy"), "-", "online probe (train)"),
+                              (("head/val_accuracy", "val_head_accuracy"), "o-",
+                               "online probe (eval split)"),
+                              (("eval/knn",), "s-", "k-NN (eval subset)")):
+    series = _series(metrics, *names)
+    if series:
+      ax_acc.plot(*zip(*series), style, label=label)
   ax_acc.set_xlabel("step")
   ax_acc.set_ylabel("accuracy")
   ax_acc.legend()

@@ -170,3 +170,13 @@ def test_evaluation_settings_change_from_the_command_line(tiny_run):
                             ({"evals.linear.epochs": "many"}, "evals.linear.epochs")):
     with pytest.raises(ConfigError, match=message):
       evaluation_config(tiny_run, settings)
+
+
+def test_curves_of_a_log_that_changed_names_midway(tmp_path):
+  # A run resumed across the metric renaming (issue 23) logs both styles in one file.
+  metrics = [{"step": 50, "loss": 3.0, "head_accuracy": 0.2, "val_head_accuracy": 0.3},
+             {"step": 100, "loss": 2.0, "head/accuracy": 0.4, "head/val_accuracy": 0.5,
+              "eval/knn": 0.6}]
+  assert report.plot_curves(metrics, tmp_path / "curves.png")
+  assert (tmp_path / "curves.png").stat().st_size > 0
+  assert not report.plot_curves([], tmp_path / "none.png")
