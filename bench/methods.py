@@ -374,7 +374,7 @@ def report(results: dict) -> str:
         rows[f"projector/vicreg/{table_run['settings']['projector']} (the table's)"] = table_run
     out += ["", f"| {part} run | logistic % | ridge % | 200-NN % | RankMe | HSIC | MNIST % |",
             "|---|---:|---:|---:|---:|---:|---:|"]
-    order = (lambda kv: kv[0]) if part == "sweep" else _projector_order
+    order = _projector_order if part == "projector" else (lambda kv: kv[0])
     for key, row in sorted(rows.items(), key=order):
       out.append(f"| {key.split('/', 1)[1]} | {_cell(row, 'logistic')} | "
                  f"{_cell(row, 'ridge')} | {_cell(row, 'knn')} | "
