@@ -198,7 +198,8 @@ def work(run: Run, workdir: pathlib.Path, smoke: bool, data_dir: str | None) -> 
     final = loop.train(c, workdir)
     encoder = restore.load_encoder(workdir)
   train_s = time.perf_counter() - start
-  metrics, spectrum, _ = evaluate_run.evaluate_encoder(encoder)
+  evaluation = evaluate_run.evaluate_encoder(encoder)
+  metrics, spectrum = evaluation.results, evaluation.spectrum
   test_x, _ = encoder.features(encoder.run.eval_source, batch=c.eval.batch)
   hsic = diagnostics.pairwise_hsic(test_x, max_samples=512, seed=0)
   off_diagonal = hsic[~np.eye(len(hsic), dtype=bool)]

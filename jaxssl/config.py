@@ -65,9 +65,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.watchdog = dict(timeout_s=config_dict.placeholder(float), floor_s=300.0, factor=20.0)
   # Evaluation of frozen features: the batch of the feature passes, which output (backbone or
   # projector), the random-encoder baseline offline, and the fixed subset (strided over each
-  # split) that the evaluators running during training read.
+  # split) that the evaluators running during training read; the report's t-SNE map of the
+  # embedding draws map_examples test features (0: no map).
   c.eval = dict(batch=1000, projector=False, random_baseline=True, crop_fraction=0.875,
-                train_examples=10000, test_examples=2000)
+                train_examples=10000, test_examples=2000, map_examples=2000)
   # The protocols (jaxssl.evaluate.evaluators), each with its settings: ``offline`` puts it in
   # the default set of `python -m jaxssl.evaluate`; ``every`` > 0 also runs it during
   # training every that many steps and at the last step (0: never; None: every
@@ -170,7 +171,7 @@ def finish(c: ml_collections.ConfigDict, given: set[str]) -> ml_collections.Conf
     c.train.eval_every = c.train.checkpoint_every = 3
     c.optim.warmup_epochs = 0.0
     c.eval.batch, c.evals.logistic.epochs, c.evals.linear.epochs = 256, 5, 1
-    c.eval.train_examples, c.eval.test_examples = 512, 256
+    c.eval.train_examples, c.eval.test_examples, c.eval.map_examples = 512, 256, 100
     if c.method.name == "wmse":  # whitening needs more rows per sub-batch than dimensions
       c.model.projector, c.method.kwargs.w_size = "64-16", 32
   c.lock()

@@ -90,12 +90,45 @@ def plot_curves(metrics: list[dict], path: pathlib.Path) -> bool:
   return True
 
 
+def plot_map(features: np.ndarray, labels: np.ndarray, path: pathlib.Path, *, examples: int,
+             seed: int = 0) -> int:
+  """A 2-D map of ``examples`` test features (strided over the split) coloured by label:
+  scikit-learn's t-SNE (perplexity 30, PCA initialisation) on the standardised features.
+  Returns how many points it drew."""
+  from sklearn import manifold  # pylint: disable=g-import-not-at-top
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  rows = (np.arange(min(examples, len(features))) * len(features)) // min(examples,
+                                                                           len(features))
+  x = np.asarray(features[rows], np.float64)
+  x = (x - x.mean(0)) / (x.std(0) + 1e-6)
+  perplexity = min(30.0, (len(x) - 1) / 3)
+  points = manifold.TSNE(2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(x)
+  fig, ax = plt.subplots(figsize=(6, 6))
+  scatter = ax.scatter(points[:, 0], points[:, 1], c=labels[rows], cmap="tab10", s=4)
+  ax.legend(*scatter.legend_elements(), title="label", loc="best", fontsize="small")
+  ax.set_title(f"t-SNE of {len(x)} test features, coloured by label")
+  ax.set_xticks([])
+  ax.set_yticks([])
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+  return len(x)
+
+
 def write(out_dir: pathlib.Path, workdir: pathlib.Path, summary: dict,
-          spectra: dict[str, np.ndarray]) -> None:
+          spectra: dict[str, np.ndarray], *, embedding: tuple[np.ndarray, np.ndarray] | None = None,
+          map_examples: int = 0, seed: int = 0) -> None:
+  """``eval.json`` first (the numbers are never lost to a plot), then the PNGs and
+  ``report.md``; with ``embedding`` (test features, labels) and ``map_examples`` > 0, a t-SNE
+  map of the embedding too."""
   out_dir.mkdir(parents=True, exist_ok=True)
   (out_dir / "eval.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
   plot_spectra(spectra, out_dir / "spectrum.png")
   curves = plot_curves(_read_metrics(workdir), out_dir / "curves.png")
+  drawn = (plot_map(*embedding, out_dir / "map.png", examples=map_examples, seed=seed)
+           if embedding is not None and map_examples > 0 else 0)
   results = summary["results"]
   lines = [f"# Evaluation of {workdir} (step {summary['step']})", "",
            f"Dataset {summary['dataset']}: train split {summary['train_examples']} examples, "
@@ -106,4 +139,6 @@ def write(out_dir: pathlib.Path, workdir: pathlib.Path, summary: dict,
     lines += ["", f"Warning: {warning}"]
   if curves:
     lines += ["", "![training curves](curves.png)"]
+  if drawn:
+    lines += ["", f"![t-SNE map of {drawn} test features](map.png)"]
   (out_dir / "report.md").write_text("\n".join(lines) + "\n")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import dataclasses
 import pathlib
 import time
 from collections.abc import Sequence
@@ -21,23 +22,34 @@ from jaxssl.train import checkpoint
 from jaxssl.watchdog import Watchdog
 
 
+@dataclasses.dataclass
+class Evaluation:
+  """One encoder's evaluation: the evaluators' ``results`` by name, the test features'
+  covariance ``spectrum``, the evaluators' ``warnings``, and the test ``features`` and
+  ``labels`` they read (for the report's map of the embedding)."""
+  results: dict[str, float]
+  spectrum: np.ndarray
+  warnings: list[str]
+  features: np.ndarray
+  labels: np.ndarray
+
+
 def evaluate_encoder(encoder: Encoder, chosen: Sequence[str] | None = None, *,
                      examples: tuple[int | None, int | None] = (None, None),
-                     watchdog: Watchdog | None = None
-                     ) -> tuple[dict[str, float], np.ndarray, list[str]]:
+                     watchdog: Watchdog | None = None) -> Evaluation:
   """The evaluators ``chosen`` (default: the config's offline set) on one encoder's frozen
-  features (of the ``examples`` subset, or the whole splits); also the test features'
-  covariance spectrum and the evaluators' warnings. ``watchdog`` watches the feature passes
-  (each protocol is one program, not timed)."""
+  features (of the ``examples`` subset, or the whole splits). ``watchdog`` watches the
+  feature passes (each protocol is one program, not timed)."""
   evaluators = evaluators_lib.build(encoder.config, chosen,
                                     has_labels=bool(encoder.run.train_info.num_classes))
   context = evaluators_lib.Context(encoder, examples=examples, watchdog=watchdog)
   # The feature passes first, under the watchdog; the protocols are not timed.
   _ = context.train if any(e.needs_labels for e in evaluators.values()) else None
-  _ = context.test
+  features, labels = context.test
   with watchdog.paused() if watchdog else contextlib.nullcontext():
     results, warnings = evaluators_lib.run_all(evaluators, context)
-    return results, diagnostics.covariance_spectrum(context.test[0]), warnings
+  return Evaluation(results, diagnostics.covariance_spectrum(features), warnings, features,
+                    labels)
 
 
 def evaluation_config(workdir: str | pathlib.Path, settings: dict[str, Any] | None = None
@@ -87,26 +99,30 @@ def evaluate(workdir: str | pathlib.Path, *, step: int | None = None,
   c = evaluation_config(workdir, settings)
   evaluators_lib.build(c, chosen)  # bad names and settings fail before anything is restored
   encoder = load_encoder(workdir, step, config=c)
-  results, spectra, warnings = {}, {}, []
+  evaluations = {}
   with Watchdog("evaluation batch", timeout_s=c.watchdog.timeout_s, floor_s=c.watchdog.floor_s,
                 factor=c.watchdog.factor,
                 advice="Run the same command again; if it stalls again, the stacks show "
                        "where (the data loader, or a collective waiting for another "
                        "process).") as watchdog:
-    results["pretrained"], spectra["pretrained"], warnings = evaluate_encoder(
-        encoder, chosen, examples=examples, watchdog=watchdog)
+    evaluations["pretrained"] = evaluate_encoder(encoder, chosen, examples=examples,
+                                                 watchdog=watchdog)
     if c.eval.random_baseline if random_baseline is None else random_baseline:
       with watchdog.paused():  # building and compiling a second model
         baseline = random_encoder(c)
-      results["random init"], spectra["random init"], _ = evaluate_encoder(
-          baseline, chosen, examples=examples, watchdog=watchdog)
+      evaluations["random init"] = evaluate_encoder(baseline, chosen, examples=examples,
+                                                    watchdog=watchdog)
   summary = {"workdir": str(workdir), "step": encoder.step, "dataset": c.data.name,
              "train_examples": encoder.run.train_info.num_examples,
              "test_examples": encoder.run.eval_info.num_examples,
              "projector": bool(c.eval.projector), "examples": list(examples),
-             "results": results, "warnings": warnings,
+             "results": {name: e.results for name, e in evaluations.items()},
+             "warnings": evaluations["pretrained"].warnings,
              "seconds": time.perf_counter() - start}
   if distributed.is_main_process():
+    pretrained = evaluations["pretrained"]
     report.write(pathlib.Path(out_dir) if out_dir else workdir / "eval", workdir, summary,
-                 spectra)
+                 {name: e.spectrum for name, e in evaluations.items()},
+                 embedding=(pretrained.features, pretrained.labels),
+                 map_examples=c.eval.map_examples, seed=c.seed)
   return summary

@@ -33,8 +33,8 @@ def test_an_added_evaluator_reaches_the_report(tiny_run, monkeypatch):
   encoder = evaluate.load_encoder(tiny_run)
   with encoder.config.unlocked():
     encoder.config.evals.dummy = {"offline": True, "every": 0}
-  results, spectrum, warnings = evaluate_encoder(encoder, ["dummy", "rankme"],
-                                                 examples=(64, 32))
+  evaluation = evaluate_encoder(encoder, ["dummy", "rankme"], examples=(64, 32))
+  results, spectrum, warnings = evaluation.results, evaluation.spectrum, evaluation.warnings
   assert list(results) == ["even_labels", "seen", "rankme", "dim", "std_mean", "std_min"]
   assert results["seen"] == 32 and len(spectrum) == results["dim"]
   assert [w for w in warnings if "may be collapsing" not in w] == []  # (6 steps of a tiny CNN)
@@ -50,8 +50,8 @@ def test_knn_during_training_equals_offline_knn_of_the_checkpoint(tiny_run):
                                                      .splitlines())}
   assert {s for s, m in logged.items() if "eval/knn" in m} == {3, 6}
   last = logged[6]
-  offline, _, _ = evaluate_encoder(evaluate.load_encoder(tiny_run), ["knn", "rankme"],
-                                   examples=(c.eval.train_examples, c.eval.test_examples))
+  offline = evaluate_encoder(evaluate.load_encoder(tiny_run), ["knn", "rankme"],
+                             examples=(c.eval.train_examples, c.eval.test_examples)).results
   assert abs(last["eval/knn"] - offline["knn"]) <= 0.001
   np.testing.assert_allclose(last["eval/rankme"], offline["rankme"], rtol=1e-4)
   assert last["eval/dim"] == offline["dim"]

@@ -39,9 +39,10 @@ def test_evaluate_writes_the_report(tiny_run, tmp_path):
   assert set(summary["results"]) == {"pretrained", "random init"}
   for result in summary["results"].values():
     assert 0.0 <= result["logistic"] <= 1.0 and 1.0 <= result["rankme"] <= result["dim"]
-  for name in ("eval.json", "report.md", "spectrum.png", "curves.png"):
+  for name in ("eval.json", "report.md", "spectrum.png", "curves.png", "map.png"):
     assert (tmp_path / name).stat().st_size > 0
-  assert "| pretrained |" in (tmp_path / "report.md").read_text()
+  markdown = (tmp_path / "report.md").read_text()
+  assert "| pretrained |" in markdown and "![t-SNE map of 100 test features](map.png)" in markdown
 
 
 def test_missing_and_corrupt_checkpoints_are_reported(tiny_run, tmp_path):
