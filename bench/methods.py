@@ -91,6 +91,9 @@ QUICKSTART = [
     ("projector 2048-2048-2048", {"model.projector": "2048-2048-2048"}, False),
     ("no blur", {"aug.view_a.blur_prob": 0.0, "aug.view_b.blur_prob": 0.0}, False),
     ("lr 6.4", {"optim.lr": 6.4}, False),
+    # The two that helped, together (the backbone of "last stage 512": its random encoder).
+    ("last stage 512, projector 2048-2048-2048",
+     {"model.widths": (32, 64, 128, 512), "model.projector": "2048-2048-2048"}, False),
 ]
 
 

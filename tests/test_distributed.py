@@ -215,13 +215,13 @@ def test_evaluation_on_two_processes_matches_one(runs, tmp_path):
   if "--config.method.name=vicreg" not in overrides:
     pytest.skip("one method is enough for the evaluator")
   command = [sys.executable, "-m", "jaxssl.evaluate", "--workdir", str(one),
-             "--random_baseline=false", "--evals=knn,linear,logistic,rankme,ridge"]
+             "--random_baseline=false", "--evals=finetune_1,knn,linear,logistic,rankme,ridge"]
   single_process([*command, "--out", str(tmp_path / "one")])
   result = two_processes([*command, "--out", str(tmp_path / "two")])
   assert result.stdout.count("Report: ") == 1
   a = json.loads((tmp_path / "one" / "eval.json").read_text())["results"]["pretrained"]
   b = json.loads((tmp_path / "two" / "eval.json").read_text())["results"]["pretrained"]
-  assert a.keys() == b.keys() and {"linear", "linear_top5", "std_min"} <= a.keys()
+  assert a.keys() == b.keys() and {"linear", "finetune_1_scratch", "std_min"} <= a.keys()
   for key in a:
     np.testing.assert_allclose(a[key], b[key], rtol=1e-3, atol=1e-3, err_msg=key)
 

@@ -64,22 +64,47 @@ class ArraySource:
     return [self[i] for i in indices]
 
 
-class Strided:
-  """``count`` examples of ``source`` spread evenly over it (every ``len / count``-th, from the
-  first): a fixed subset, the same on any process count, that samples every part of a split
-  even when the split is stored in class order."""
+class Subset:
+  """The examples ``ids`` of ``source``, in that order, as a random-access source."""
 
-  def __init__(self, source, count: int):
-    if count <= 0:
-      raise ValueError(f"A subset needs at least one example; got count={count}.")
-    self.source = source
-    self.ids = (np.arange(min(count, len(source))) * len(source)) // min(count, len(source))
+  def __init__(self, source, ids):
+    self.source, self.ids = source, np.asarray(ids, np.int64)
 
   def __len__(self) -> int:
     return len(self.ids)
 
   def __getitem__(self, index: int) -> Record:
     return self.source[int(self.ids[index])]
+
+
+def strided(source, count: int) -> Subset:
+  """``count`` examples spread evenly over ``source`` (every ``len / count``-th, from the
+  first): a fixed subset, the same on any process count, that samples every part of a split
+  even when the split is stored in class order."""
+  if count <= 0:
+    raise ValueError(f"A subset needs at least one example; got count={count}.")
+  n = min(count, len(source))
+  return Subset(source, (np.arange(n) * len(source)) // n)
+
+
+def labels_of(source) -> np.ndarray:
+  """Every label of ``source`` (an ``ArraySource`` has them at hand; others are read)."""
+  if isinstance(source, ArraySource):
+    return np.asarray(source.labels)
+  return np.asarray([source[i]["label"] for i in range(len(source))], np.int64)
+
+
+def balanced_subset(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+  """Sorted ids of ``fraction`` of each class (at least one example of each), drawn with
+  ``seed``: the same on every process and every process count."""
+  if not 0 < fraction <= 1:
+    raise ValueError(f"fraction must be in (0, 1]; got {fraction}.")
+  rng = np.random.default_rng(seed)
+  ids = []
+  for label in np.unique(labels):
+    members = np.flatnonzero(labels == label)
+    ids.append(rng.permutation(members)[:max(1, round(fraction * len(members)))])
+  return np.sort(np.concatenate(ids))
 
 
 # Small datasets prepared offline on first use by builders of ours, from files on this machine.

@@ -36,7 +36,7 @@ from jaxssl.train import step as step_lib
 class Context:
   """What evaluators read: the encoder, and its frozen features and labels of the train and
   eval splits, computed on first use and shared by every protocol (each process gets all
-  rows). ``examples``: (train, test) counts of a fixed subset (``source.Strided``); None
+  rows). ``examples``: (train, test) counts of a fixed subset (``source.strided``); None
   for a whole split."""
 
   def __init__(self, encoder: Encoder, *, examples: tuple[int | None, int | None] = (None, None),
@@ -50,7 +50,7 @@ class Context:
   def _features(self, split_source, count: int | None):
     c = self.encoder.config
     if count is not None:
-      split_source = source_lib.Strided(split_source, count)
+      split_source = source_lib.strided(split_source, count)
     return self.encoder.features(split_source, batch=c.eval.batch,
                                  projector=bool(c.eval.projector), watchdog=self.watchdog)
 
@@ -64,15 +64,21 @@ class Context:
 
 
 class Evaluator:
-  """A protocol. ``accuracies``: the names it yields that are accuracies (shown as %);
-  ``details``: names kept in ``eval.json`` and the log but left out of the printed table."""
-  name: ClassVar[str]
+  """A protocol, registered under its ``kind``; a config entry of that name (or with
+  ``kind=...``: several entries of one protocol with different settings, whose names then
+  replace the kind in what they yield) builds one. ``accuracies``: the names it yields that
+  are accuracies, shown as % (with what follows an underscore: ``linear`` covers
+  ``linear_top5``); ``details``: names kept in ``eval.json`` and the log but left out of the
+  printed table."""
+  kind: ClassVar[str]
   needs_labels: ClassVar[bool] = True
   accuracies: ClassVar[tuple[str, ...]] = ()
   details: ClassVar[tuple[str, ...]] = ()
 
-  def __init__(self, settings: ml_collections.ConfigDict, seed: int = 0, every: int = 0):
+  def __init__(self, settings: ml_collections.ConfigDict, seed: int = 0, every: int = 0,
+               name: str | None = None):
     self.settings, self.seed, self.every = settings, seed, every
+    self.name = name or self.kind
     check(every >= 0, self.key("every"),
           f"must be a number of steps (0: not during training); got {every}.")
 
@@ -92,7 +98,7 @@ EVALUATORS: dict[str, type[Evaluator]] = {}
 
 
 def register(cls: type[Evaluator]) -> type[Evaluator]:
-  EVALUATORS[cls.name] = cls
+  EVALUATORS[cls.kind] = cls
   return cls
 
 
@@ -100,10 +106,10 @@ def register(cls: type[Evaluator]) -> type[Evaluator]:
 class Logistic(Evaluator):
   """Linear probe: multinomial logistic regression (AdamW, cosine schedule) on standardised
   frozen features (``probes.logistic_probe``)."""
-  name, accuracies = "logistic", ("logistic",)
+  kind, accuracies = "logistic", ("logistic",)
 
-  def __init__(self, settings, seed=0, every=0):
-    super().__init__(settings, seed, every)
+  def __init__(self, settings, seed=0, every=0, name=None):
+    super().__init__(settings, seed, every, name)
     for setting in ("epochs", "lr", "batch"):
       check(settings[setting] > 0, self.key(setting), f"must be > 0; got {settings[setting]}.")
 
@@ -120,10 +126,10 @@ class Logistic(Evaluator):
 class Ridge(Evaluator):
   """Linear probe in closed form: ridge regression onto one-hot labels, its strength picked on
   a held-out part of the train features (``probes.ridge_probe``)."""
-  name, accuracies, details = "ridge", ("ridge",), ("ridge_lambda",)
+  kind, accuracies, details = "ridge", ("ridge",), ("ridge_lambda",)
 
-  def __init__(self, settings, seed=0, every=0):
-    super().__init__(settings, seed, every)
+  def __init__(self, settings, seed=0, every=0, name=None):
+    super().__init__(settings, seed, every, name)
     check(0 < settings.val_fraction < 1, self.key("val_fraction"),
           f"must be in (0, 1); got {settings.val_fraction}.")
     check(len(settings.lambdas) > 0 and min(settings.lambdas) > 0, self.key("lambdas"),
@@ -143,10 +149,10 @@ class Ridge(Evaluator):
 class Knn(Evaluator):
   """Weighted k-NN on cosine similarity (Wu et al., 2018), the train features as the bank
   (``probes.knn_predict``)."""
-  name, accuracies = "knn", ("knn",)
+  kind, accuracies = "knn", ("knn",)
 
-  def __init__(self, settings, seed=0, every=0):
-    super().__init__(settings, seed, every)
+  def __init__(self, settings, seed=0, every=0, name=None):
+    super().__init__(settings, seed, every, name)
     check(settings.k > 0, self.key("k"), f"must be > 0; got {settings.k}.")
     check(settings.temperature > 0, self.key("temperature"),
           f"must be > 0; got {settings.temperature}.")
@@ -164,10 +170,10 @@ class RankMe(Evaluator):
   """Label-free: RankMe (the effective rank) of the test features, their width and the
   per-dimension standard deviation (mean and least); a warning when the effective rank falls
   below ``collapse_fraction`` of the width (dimensional collapse)."""
-  name, needs_labels, details = "rankme", False, ("dim", "std_mean", "std_min")
+  kind, needs_labels, details = "rankme", False, ("dim", "std_mean", "std_min")
 
-  def __init__(self, settings, seed=0, every=0):
-    super().__init__(settings, seed, every)
+  def __init__(self, settings, seed=0, every=0, name=None):
+    super().__init__(settings, seed, every, name)
     check(0 <= settings.collapse_fraction <= 1, self.key("collapse_fraction"),
           f"must be in [0, 1] (0: no warning); got {settings.collapse_fraction}.")
 
@@ -198,19 +204,11 @@ class Linear(Evaluator):
   batches drawn as training draws them (the same on any process count); top-1 and top-5 on
   the eval split's centre crops. Slower than the probes on cached features: each step runs
   the backbone on fresh crops."""
-  name, accuracies = "linear", ("linear", "linear_top5")
+  kind, accuracies = "linear", ("linear",)  # and linear_top5
 
-  def __init__(self, settings, seed=0, every=0):
-    super().__init__(settings, seed, every)
-    for setting in ("epochs", "batch", "lr"):
-      check(settings[setting] > 0, self.key(setting), f"must be > 0; got {settings[setting]}.")
-    check(0 <= settings.momentum < 1, self.key("momentum"),
-          f"must be in [0, 1); got {settings.momentum}.")
-    lo, hi = settings.crop_scale
-    check(0 < lo <= hi <= 1, self.key("crop_scale"),
-          f"must satisfy 0 < lo <= hi <= 1; got {settings.crop_scale}.")
-    check(0 <= settings.flip_prob <= 1, self.key("flip_prob"),
-          f"must be a probability; got {settings.flip_prob}.")
+  def __init__(self, settings, seed=0, every=0, name=None):
+    super().__init__(settings, seed, every, name)
+    _check_training(self, settings, "lr")
 
   def run(self, context):
     head = self.train_head(context.encoder, context.examples[0])
@@ -226,17 +224,8 @@ class Linear(Evaluator):
     run, s = encoder.run, self.settings
     split = run.train_source
     if examples is not None:
-      split = source_lib.Strided(split, examples)
-    batch = min(-(-s.batch // run.mesh.size) * run.mesh.size, len(split) // run.mesh.size
-                * run.mesh.size)
-    check(batch > 0, self.key("batch"), f"the split ({len(split)} examples) is smaller than "
-          f"the mesh ({run.mesh.size} devices).")
-    view = dataclasses.replace(run.views[0], crop_scale=tuple(s.crop_scale),
-                               flip_prob=s.flip_prob, jitter_prob=0.0, grayscale_prob=0.0,
-                               blur_prob=0.0, solarize_prob=0.0)
-    crops = None if run.train_info.fixed_size else decode.TwoCrops(
-        (view, view), run.image_shape[-1], draft=run.config.data.jpeg_draft)
-    steps = max(int(s.epochs * len(split)) // batch, 1)
+      split = source_lib.strided(split, examples)
+    batch, view, steps = _training_plan(self, run, len(split))
     tx = optax.chain(optax.add_decayed_weights(s.weight_decay),
                      optax.sgd(optax.cosine_decay_schedule(s.lr, steps), momentum=s.momentum))
     step = _linear_step(run.model, view, tx, bool(run.config.eval.projector), run.mesh)
@@ -247,13 +236,111 @@ class Linear(Evaluator):
     head = {"w": 0.01 * jax.random.normal(key, (dim.shape[-1], classes)),  # as evaluate.py
             "b": jnp.zeros(classes)}
     carry = (head, tx.init(head))
-    batches = loader.train_iterator(split, global_batch=batch, seed=self.seed, crops=crops,
-                                    num_threads=run.config.data.num_threads,
-                                    prefetch=run.config.data.prefetch)
-    for i in range(steps):
-      carry = step(encoder.variables, carry, loader.to_global(next(batches), run.mesh),
-                   jax.random.fold_in(key, i))
+    for i, batch_ in enumerate(_batches(run, split, batch, view, steps, self.seed)):
+      carry = step(encoder.variables, carry, batch_, jax.random.fold_in(key, i))
     return jax.tree.map(np.asarray, jax.device_get(carry[0]))
+
+
+@register
+class Finetune(Evaluator):
+  """Semi-supervised fine-tuning (VICReg's ``evaluate.py --weights finetune``): the whole
+  network, backbone and a new linear head, trained with SGD (momentum, cosine schedule,
+  separate backbone and head learning rates, BatchNorm in training mode) for ``epochs`` on
+  random resized crops and flips of a class-balanced ``fraction`` of the train labels (drawn
+  with the seed: the same on any process count); top-1 on the eval split. Beside it, as
+  ``<name>_scratch``, the same network freshly initialised and trained the same way on the
+  same subset."""
+  kind, accuracies, details = "finetune", ("finetune",), ("finetune_examples",)
+
+  def __init__(self, settings, seed=0, every=0, name=None):
+    super().__init__(settings, seed, every, name)
+    _check_training(self, settings, "backbone_lr", "head_lr")
+    check(0 < settings.fraction <= 1, self.key("fraction"),
+          f"must be in (0, 1]; got {settings.fraction}.")
+
+  def run(self, context):
+    encoder = context.encoder
+    run = encoder.run
+    ids = source_lib.balanced_subset(source_lib.labels_of(run.train_source),
+                                     self.settings.fraction, self.seed)
+    split = source_lib.Subset(run.train_source, ids)
+    for suffix, start in (("", encoder.variables), ("_scratch", variables(run.init_state()))):
+      tuned = self.tune(run, start, split)
+      test_x, test_y = Encoder(run, tuned, encoder.step).features(
+          run.eval_source, batch=run.config.eval.batch, watchdog=context.watchdog)
+      head = jax.device_get(tuned["params"]["head"])
+      logits = np.asarray(test_x, np.float32) @ head["kernel"] + head["bias"]
+      yield "finetune" + suffix, probes.accuracy(np.argmax(logits, 1), test_y)
+    yield "finetune_examples", len(ids)
+
+  def tune(self, run, start: dict, split) -> dict:
+    """``start``'s variables with a new head, the network fine-tuned on ``split``."""
+    s = self.settings
+    batch, view, steps = _training_plan(self, run, len(split))
+    key = jax.random.key(self.seed)
+    params = dict(start["params"])
+    kernel = params["head"]["kernel"]
+    params["head"] = {"kernel": 0.01 * jax.random.normal(key, kernel.shape, kernel.dtype),
+                      "bias": jnp.zeros(kernel.shape[-1], kernel.dtype)}
+
+    def sgd(lr):
+      return optax.chain(optax.add_decayed_weights(s.weight_decay),
+                         optax.sgd(optax.cosine_decay_schedule(lr, steps), momentum=s.momentum))
+    part = lambda name: name if name in ("backbone", "head") else "frozen"  # the projector
+    tx = optax.multi_transform(
+        {"backbone": sgd(s.backbone_lr), "head": sgd(s.head_lr), "frozen": optax.set_to_zero()},
+        lambda tree: {name: jax.tree.map(lambda _, n=name: part(n), sub)
+                      for name, sub in tree.items()})
+    step = _finetune_step(run.model, view, tx, run.mesh)
+    carry = (params, start["batch_stats"], tx.init(params))
+    for i, batch_ in enumerate(_batches(run, split, batch, view, steps, self.seed)):
+      carry = step(carry, batch_, jax.random.fold_in(key, i))
+    return {"params": carry[0], "batch_stats": carry[1]}
+
+
+def _check_training(evaluator: Evaluator, settings, *numbers: str) -> None:
+  """The settings the trained protocols (linear, finetune) share, and their ``numbers``."""
+  for setting in ("epochs", "batch", *numbers):
+    check(settings[setting] > 0, evaluator.key(setting), f"must be > 0; got {settings[setting]}.")
+  check(0 <= settings.momentum < 1, evaluator.key("momentum"),
+        f"must be in [0, 1); got {settings.momentum}.")
+  lo, hi = settings.crop_scale
+  check(0 < lo <= hi <= 1, evaluator.key("crop_scale"),
+        f"must satisfy 0 < lo <= hi <= 1; got {settings.crop_scale}.")
+  check(0 <= settings.flip_prob <= 1, evaluator.key("flip_prob"),
+        f"must be a probability; got {settings.flip_prob}.")
+
+
+def _training_plan(evaluator: Evaluator, run, examples: int):
+  """(global batch, the crop-and-flip view, steps) of a trained protocol on ``examples``: the
+  batch rounded to the mesh and at most the split."""
+  s, size = evaluator.settings, run.mesh.size
+  batch = min(-(-s.batch // size) * size, examples // size * size)
+  check(batch > 0, evaluator.key("batch"), f"the split ({examples} examples) is smaller than "
+        f"the mesh ({size} devices).")
+  view = dataclasses.replace(run.views[0], crop_scale=tuple(s.crop_scale),
+                             flip_prob=s.flip_prob, jitter_prob=0.0, grayscale_prob=0.0,
+                             blur_prob=0.0, solarize_prob=0.0)
+  return batch, view, max(int(s.epochs * examples) // batch, 1)
+
+
+def _batches(run, split, batch: int, view, steps: int, seed: int):
+  """``steps`` global batches of ``split``, shuffled every epoch as training shuffles (the
+  same on any process count); images of varying size cropped by the host."""
+  crops = None if run.train_info.fixed_size else decode.TwoCrops(
+      (view, view), run.image_shape[-1], draft=run.config.data.jpeg_draft)
+  it = loader.train_iterator(split, global_batch=batch, seed=seed, crops=crops,
+                             num_threads=run.config.data.num_threads,
+                             prefetch=run.config.data.prefetch)
+  for _ in range(steps):
+    yield loader.to_global(next(it), run.mesh)
+
+
+def _views(batch, view, key):
+  """The batch's crop-and-flip view, on the device unless the host cropped it."""
+  host_crops = "view_a" in batch
+  images = step_lib.images_to_float(batch["view_a"] if host_crops else batch["image"])
+  return augment.augment_batch(key, images, view, crop=not host_crops)
 
 
 def _linear_step(model, view, tx, projector: bool, mesh):
@@ -263,9 +350,7 @@ def _linear_step(model, view, tx, projector: bool, mesh):
 
   def step(variables, carry, batch, key):
     head, opt_state = carry
-    host_crops = "view_a" in batch
-    images = step_lib.images_to_float(batch["view_a"] if host_crops else batch["image"])
-    x = augment.augment_batch(key, images, view, crop=not host_crops)
+    x = _views(batch, view, key)
     features = jax.lax.stop_gradient(
         model.apply(variables, x, projector=projector, method=model.embed))
 
@@ -281,12 +366,42 @@ def _linear_step(model, view, tx, projector: bool, mesh):
                                      replicated), out_shardings=replicated)
 
 
+def _finetune_step(model, view, tx, mesh):
+  """``step((params, batch_stats, opt_state), batch, key) -> same``, jitted over ``mesh``:
+  backbone and head trained on the crops' cross-entropy, BatchNorm statistics of the batch."""
+
+  def logits_of(module, x):
+    return module.head(module.backbone(x, train=True))
+
+  def step(carry, batch, key):
+    params, batch_stats, opt_state = carry
+    x = _views(batch, view, key)
+
+    def loss_fn(params):
+      logits, updates = model.apply({"params": params, "batch_stats": batch_stats}, x,
+                                    method=logits_of, mutable=["batch_stats"])
+      loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]).mean()
+      return loss, {**batch_stats, **updates["batch_stats"]}
+    grads, batch_stats = jax.grad(loss_fn, has_aux=True)(params)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), batch_stats, opt_state
+
+  replicated = NamedSharding(mesh, P())
+  return jax.jit(step, in_shardings=(replicated, NamedSharding(mesh, P("data")), replicated),
+                 out_shardings=replicated)
+
+
 def is_accuracy(name: str) -> bool:
-  return any(name in cls.accuracies for cls in EVALUATORS.values())
+  return any(name == a or name.startswith(a + "_")
+             for cls in EVALUATORS.values() for a in cls.accuracies)
 
 
 def is_detail(name: str) -> bool:
-  return any(name in cls.details for cls in EVALUATORS.values())
+  """One of some evaluator's ``details``, under its own name or an entry's
+  (``finetune_examples`` of the entry ``finetune_10`` is ``finetune_10_examples``)."""
+  return any(name == d or (d.startswith(cls.kind) and name.startswith(cls.kind)
+                           and name.endswith(d[len(cls.kind):]))
+             for cls in EVALUATORS.values() for d in cls.details)
 
 
 def every(config: ml_collections.ConfigDict, name: str) -> int:
@@ -306,17 +421,20 @@ def build(config: ml_collections.ConfigDict, chosen: Sequence[str] | None = None
   """The evaluators ``chosen`` (default: ``names(config, during_training=...)``), built from
   their config entries; a ``ConfigError`` naming the key for an unknown name, a bad setting,
   or a labelled protocol on a dataset without labels."""
-  unknown = sorted(set(config.evals) - set(EVALUATORS))
+  kinds = {name: entry.get("kind", name) for name, entry in config.evals.items()}
+  unknown = sorted(f"{name} (kind {kind!r})" if kind != name else name
+                   for name, kind in kinds.items() if kind not in EVALUATORS)
   if unknown:
-    raise ConfigError(f"Unknown evaluator(s) {unknown} in config.evals; known: "
-                      f"{', '.join(sorted(EVALUATORS))}.")
+    raise ConfigError(f"config.evals: unknown evaluator(s) {', '.join(unknown)}; the kinds "
+                      f"are {', '.join(sorted(EVALUATORS))} (an entry's kind is its name "
+                      "unless it sets kind=...).")
   chosen = names(config, during_training=during_training) if chosen is None else list(chosen)
   unknown = [name for name in chosen if name not in config.evals]
   if unknown:
     raise ConfigError(f"Unknown evaluator(s) {unknown}; choose from "
                       f"{', '.join(config.evals)} (config.evals), comma-separated.")
-  built = {name: EVALUATORS[name](config.evals[name], config.seed, every(config, name))
-           for name in chosen}
+  built = {name: EVALUATORS[kinds[name]](config.evals[name], config.seed, every(config, name),
+                                         name) for name in chosen}
   unlabelled = [name for name, e in built.items() if e.needs_labels and not has_labels]
   if unlabelled:
     raise ConfigError(f"The evaluator(s) {unlabelled} need labels, and dataset "
@@ -330,10 +448,14 @@ def run_all(evaluators: dict[str, Evaluator], context: Context
   results, warnings = {}, []
   for evaluator in evaluators.values():
     values = dict(evaluator.run(context))
-    results.update(values)
     message = evaluator.warning(values)
     if message:
       warnings.append(message)
+    kind, name = evaluator.kind, evaluator.name
+    if name != kind:  # an entry of another name: its names replace the kind's
+      values = {(name + key[len(kind):] if key.startswith(kind) else f"{name}_{key}"): value
+                for key, value in values.items()}
+    results.update(values)
   return results, warnings
 
 

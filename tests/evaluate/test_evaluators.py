@@ -20,7 +20,7 @@ from tests.test_distributed import ROOT
 
 class Dummy(evaluators.Evaluator):
   """A protocol added by a test: the share of test labels that are even."""
-  name, accuracies, details = "dummy", ("even_labels",), ("seen",)
+  kind, accuracies, details = "dummy", ("even_labels",), ("seen",)
 
   def run(self, context):
     labels = context.test[1]
@@ -57,13 +57,24 @@ def test_knn_during_training_equals_offline_knn_of_the_checkpoint(tiny_run):
   assert last["eval/dim"] == offline["dim"]
 
 
+def test_balanced_subset_takes_each_class_in_proportion():
+  labels = np.repeat(np.arange(4), [100, 50, 10, 1])
+  ids = source.balanced_subset(labels, 0.1, seed=0)
+  assert np.bincount(labels[ids]).tolist() == [10, 5, 1, 1]  # at least one of each
+  assert np.array_equal(ids, source.balanced_subset(labels, 0.1, seed=0))
+  assert not np.array_equal(ids, source.balanced_subset(labels, 0.1, seed=1))
+  assert list(ids) == sorted(set(ids))
+  with pytest.raises(ValueError, match=r"fraction must be in \(0, 1\]"):
+    source.balanced_subset(labels, 0.0, seed=0)
+
+
 def test_the_subset_is_strided_and_fixed():
   split = source.ArraySource(np.arange(10)[:, None], np.arange(10) % 3)
-  subset = source.Strided(split, 4)
+  subset = source.strided(split, 4)
   assert [int(subset[i]["image"][0]) for i in range(len(subset))] == [0, 2, 5, 7]
-  assert len(source.Strided(split, 50)) == 10
+  assert len(source.strided(split, 50)) == 10
   with pytest.raises(ValueError, match="at least one example"):
-    source.Strided(split, 0)
+    source.strided(split, 0)
 
 
 def test_default_sets_offline_and_during_training(fmnist_data_dir):
@@ -76,7 +87,8 @@ def test_default_sets_offline_and_during_training(fmnist_data_dir):
 
 
 @pytest.mark.parametrize("change, chosen, message", [
-    ({}, ["logistic", "lineal"], r"Unknown evaluator\(s\) \['lineal'\]; choose from knn, linear"),
+    ({}, ["logistic", "lineal"],
+     r"Unknown evaluator\(s\) \['lineal'\]; choose from finetune_1, finetune_10, knn"),
     ({"knn.k": 0}, None, "config.evals.knn.k: must be > 0"),
     ({"ridge.val_fraction": 1.5}, None, r"config.evals.ridge.val_fraction: must be in \(0, 1\)"),
     ({"rankme.every": -5}, None, "config.evals.rankme.every: must be a number of steps"),
@@ -180,3 +192,52 @@ def test_curves_of_a_log_that_changed_names_midway(tmp_path):
   assert report.plot_curves(metrics, tmp_path / "curves.png")
   assert (tmp_path / "curves.png").stat().st_size > 0
   assert not report.plot_curves([], tmp_path / "none.png")
+
+
+def test_finetune_trains_backbone_and_head_only_and_reports_scratch(tiny_run):
+  encoder = evaluate.load_encoder(tiny_run)
+  c = encoder.config
+  finetune = evaluators.build(c, ["finetune_10"])["finetune_10"]
+  labels = source.labels_of(encoder.run.train_source)
+  ids = source.balanced_subset(labels, 0.1, c.seed)
+  subset = source.Subset(encoder.run.train_source, ids)
+  tuned = finetune.tune(encoder.run, encoder.variables, subset)
+  import jax  # pylint: disable=g-import-not-at-top
+  same = lambda a, b: all(jax.tree.leaves(jax.tree.map(np.array_equal, a, b)))
+  before, after = encoder.variables["params"], tuned["params"]
+  assert same(before["projector"], after["projector"])  # not part of the classifier
+  assert not same(before["backbone"], after["backbone"])
+  assert not same(before["head"], after["head"])
+  with c.unlocked():
+    c.evals.finetune_10.backbone_lr = 1e-30  # (must be > 0): the backbone stays put
+  frozen = evaluators.build(c, ["finetune_10"])["finetune_10"].tune(
+      encoder.run, encoder.variables, subset)
+  np.testing.assert_allclose(jax.tree.leaves(frozen["params"]["backbone"])[0],
+                             jax.tree.leaves(before["backbone"])[0], atol=1e-12)
+
+  results = evaluate_encoder(encoder, ["finetune_10"]).results
+  assert list(results) == ["finetune_10", "finetune_10_scratch", "finetune_10_examples"]
+  assert results["finetune_10_examples"] == len(ids)
+  assert all(0 <= results[k] <= 1 for k in ("finetune_10", "finetune_10_scratch"))
+  header = report.table({"pretrained": results}).splitlines()[0]
+  assert header == "| encoder | finetune_10 | finetune_10_scratch |"
+
+
+def test_entries_of_one_kind_name_their_results(fmnist_data_dir, monkeypatch):
+  monkeypatch.setitem(evaluators.EVALUATORS, "dummy", Dummy)
+  c = smoke_config(fmnist_data_dir)
+  with c.unlocked():
+    c.evals.dummy_b = {"kind": "dummy", "offline": False, "every": 0}
+    c.evals.typo = {"kind": "dumy", "offline": False, "every": 0}
+  with pytest.raises(ConfigError, match=r"unknown evaluator\(s\) typo \(kind 'dumy'\)"):
+    evaluators.build(c, ["dummy_b"])
+  with c.unlocked():
+    del c.evals["typo"]
+  built = evaluators.build(c, ["dummy_b"])
+  assert built["dummy_b"].name == "dummy_b" and built["dummy_b"].kind == "dummy"
+
+  class Labels:  # a context with test labels only
+    test = (None, np.array([0, 1, 2, 4]))
+  results, _ = evaluators.run_all(built, Labels())
+  assert results == {"dummy_b_even_labels": 0.75, "dummy_b_seen": 4}
+  assert evaluators.is_accuracy("linear_top5") and evaluators.is_detail("finetune_10_examples")
