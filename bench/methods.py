@@ -51,7 +51,7 @@ RESULTS = ROOT / "bench" / "results" / "methods.json"
 # In the order the table trains them: the 1-epoch leaders first, so that a table cut short
 # by the session still answers the papers' questions.
 SSL_CONFIGS = {
-    "vicreg": "configs/vicreg_fashion_mnist.py",
+    "vicreg": "configs/vicreg_fashion_mnist.py:shared",  # (the default widens the CNN)
     "info_vicreg_pairdist": "configs/info_vicreg_fashion_mnist.py:pairdist",
     "corinfomax": "configs/corinfomax_fashion_mnist.py",
     "info_vicreg_logdet": "configs/info_vicreg_fashion_mnist.py:logdet",
@@ -83,6 +83,7 @@ SWEEP = [
     ("info_vicreg_pairdist", {"method.kwargs.sigma": 1.0}),
     ("info_vicreg_pairdist", {"method.kwargs.sigma": 4.0}),
 ]
+QUICKSTART_DEFAULT = "configs/vicreg_fashion_mnist.py"  # what launch/quickstart.sh trains
 PROJECTORS = ["256", "1024", "1024-1024", "4096-4096-4096"]  # besides the table's 1024-1024-1024
 # (label, overrides, whether the architecture changes): each against the table's 1-epoch VICReg.
 QUICKSTART = [
@@ -138,6 +139,9 @@ def plan(parts: list[str], seeds: list[int], table_epochs: int = 3) -> list[Run]
                         SSL_CONFIGS["vicreg"], length, random_init=True))
       runs.append(Run(f"quickstart/vicreg/{label}", "quickstart", label, SSL_CONFIGS["vicreg"],
                       length))
+    for seed in seeds:  # the chosen default as it is, with its spread over seeds
+      runs.append(Run(f"quickstart_default/vicreg/seed{seed}", "quickstart_default",
+                      "the default", QUICKSTART_DEFAULT, {}, seed))
   return runs
 
 
@@ -262,7 +266,8 @@ def summarise(runs: dict) -> dict:
     part = result["part"]
     if part == "table":
       part = f"table_e{result['overrides']['train.epochs']}"
-    key = result["label"] if part.startswith("table") else result["id"]
+    key = (result["label"] if part.startswith("table") or part == "quickstart_default"
+           else result["id"])
     rows = tables.setdefault(part, {})
     rows.setdefault(key, []).append(result)
   out = {}
@@ -368,19 +373,25 @@ def report(results: dict) -> str:
                  f"{_cell(row, 'ridge')} | {_cell(row, 'knn')} | "
                  f"{_cell(row, 'rankme', 1, 1)} | {_cell(row, 'hsic_mean', 1, 3)} | "
                  f"{_cell(row, 'mnist_logistic')} | {row['train_s']:.0f} |")
-  for part in ("sweep", "projector", "quickstart"):
+  for part in ("sweep", "projector", "quickstart", "quickstart_default"):
     if part not in tables:
       continue
     rows = dict(tables[part])
-    if part == "projector":  # with the table's own projector, trained to the same length
-      table_run = results.get("runs", {}).get(f"table/e{SWEEP_EPOCHS}/vicreg/seed0")
-      if table_run and "error" not in table_run:
-        rows[f"projector/vicreg/{table_run['settings']['projector']} (the table's)"] = table_run
+    runs = results.get("runs", {})
+    table_run = runs.get(f"table/e{SWEEP_EPOCHS}/vicreg/seed0")
+    if part == "projector" and table_run and "error" not in table_run:
+      # with the table's own projector, trained to the same length
+      rows[f"projector/vicreg/{table_run['settings']['projector']} (the table's)"] = table_run
+    if part == "quickstart":  # what each change is measured against
+      for label in ("vicreg", "random init"):
+        run = runs.get(f"table/e{SWEEP_EPOCHS}/{label}/seed0")
+        if run and "error" not in run:
+          rows[f"quickstart/{label}/(the table's recipe)"] = run
     out += ["", f"| {part} run | logistic % | ridge % | 200-NN % | RankMe | HSIC | MNIST % |",
             "|---|---:|---:|---:|---:|---:|---:|"]
     order = _projector_order if part == "projector" else (lambda kv: kv[0])
     for key, row in sorted(rows.items(), key=order):
-      out.append(f"| {key.split('/', 1)[1]} | {_cell(row, 'logistic')} | "
+      out.append(f"| {key.split('/', 1)[-1]} | {_cell(row, 'logistic')} | "
                  f"{_cell(row, 'ridge')} | {_cell(row, 'knn')} | "
                  f"{_cell(row, 'rankme', 1, 1)} | {_cell(row, 'hsic_mean', 1, 3)} | "
                  f"{_cell(row, 'mnist_logistic')} |")

@@ -64,7 +64,8 @@ def test_plan_orders_seeds_and_names_runs_uniquely():
 
 
 def test_quickstart_runs_set_their_overrides():
-  runs = [r for r in bench_methods.plan(["quickstart"], [0]) if not r.random_init]
+  planned = bench_methods.plan(["quickstart"], [0, 1])
+  runs = [r for r in planned if r.part == "quickstart" and not r.random_init]
   base = bench_methods._configure(runs[0], False, None)  # pylint: disable=protected-access
   for run in runs:
     c = bench_methods._configure(  # pylint: disable=protected-access
@@ -78,3 +79,8 @@ def test_quickstart_runs_set_their_overrides():
       assert section == value
   assert base.train.global_batch == 128
   assert len({r.label for r in runs}) == len(runs) == len(bench_methods.QUICKSTART)
+  assert base.model.widths == (32, 64, 128, 256)  # each change is to the table's recipe
+  default = [r for r in planned if r.part == "quickstart_default"]
+  assert [r.seed for r in default] == [0, 1]
+  c = bench_methods._configure(default[0], False, None)  # pylint: disable=protected-access
+  assert (c.train.epochs, c.model.widths) == (2, (32, 64, 128, 512))  # the quickstart's

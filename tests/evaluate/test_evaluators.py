@@ -95,6 +95,9 @@ def test_default_sets_offline_and_during_training(fmnist_data_dir):
     ({"logistic.epochs": 0}, ["logistic"], "config.evals.logistic.epochs: must be > 0"),
     ({"linear.crop_scale": (0.5, 0.2)}, ["linear"], "config.evals.linear.crop_scale: must"),
     ({"linear.momentum": 1.0}, ["linear"], r"config.evals.linear.momentum: must be in \[0, 1\)"),
+    ({"finetune_10.fraction": 1.5}, ["finetune_10"],
+     r"config.evals.finetune_10.fraction: must be in \(0, 1\]"),
+    ({"finetune_1.head_lr": 0.0}, ["finetune_1"], "config.evals.finetune_1.head_lr: must be > 0"),
 ])
 def test_bad_names_and_settings_name_the_key(fmnist_data_dir, change, chosen, message):
   c = smoke_config(fmnist_data_dir)
