@@ -437,8 +437,10 @@ def build(config: ml_collections.ConfigDict, chosen: Sequence[str] | None = None
                                          name) for name in chosen}
   unlabelled = [name for name, e in built.items() if e.needs_labels and not has_labels]
   if unlabelled:
+    fix = (", ".join(f"--config.evals.{name}.every=0" for name in unlabelled)
+           if during_training else "choose label-free ones (e.g. rankme)")
     raise ConfigError(f"The evaluator(s) {unlabelled} need labels, and dataset "
-                      f"{config.data.name!r} has none; choose label-free ones (e.g. rankme).")
+                      f"{config.data.name!r} has none: {fix}.")
   return built
 
 

@@ -110,9 +110,11 @@ def test_bad_names_and_settings_name_the_key(fmnist_data_dir, change, chosen, me
 
 def test_labelled_protocols_need_labels(fmnist_data_dir):
   c = smoke_config(fmnist_data_dir)
-  with pytest.raises(ConfigError, match=r"\['knn'\] need labels.*e.g. rankme"):
+  with pytest.raises(ConfigError, match=r"\['knn'\] need labels.*: choose label-free"):
     evaluators.build(c, ["knn", "rankme"], has_labels=False)
   assert list(evaluators.build(c, ["rankme"], has_labels=False)) == ["rankme"]
+  with pytest.raises(ConfigError, match=r"has none: --config.evals.knn.every=0"):
+    evaluators.build(c, has_labels=False, during_training=True)
 
 
 def test_collapse_warning():
