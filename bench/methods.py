@@ -207,8 +207,8 @@ def work(run: Run, workdir: pathlib.Path, smoke: bool, data_dir: str | None) -> 
   train_s = time.perf_counter() - start
   evaluation = evaluate_run.evaluate_encoder(encoder)
   metrics, spectrum = evaluation.results, evaluation.spectrum
-  test_x, _ = encoder.features(encoder.run.eval_source, batch=c.eval.batch)
-  hsic = diagnostics.pairwise_hsic(test_x, max_samples=512, seed=0)
+  # The evaluators' test features (the backbone's: eval.projector is off in every config).
+  hsic = diagnostics.pairwise_hsic(evaluation.features, max_samples=512, seed=0)
   off_diagonal = hsic[~np.eye(len(hsic), dtype=bool)]
   # Out-of-domain transfer: the same frozen features, a logistic probe on MNIST digits.
   digits = {split: source.open_split("mnist_5k", split, data_dir=data_dir, in_memory=True)[0]
