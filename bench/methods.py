@@ -22,7 +22,9 @@ Parts:
   independence of the representation;
 - ``quickstart``: the search for a better CPU default (``configs/vicreg_fashion_mnist.py``),
   VICReg at the sweep's length with one change to the shared recipe each, and a freshly
-  initialised encoder for each change of architecture (the baseline moves with it).
+  initialised encoder for each change of architecture (the baseline moves with it);
+- ``vit``: the small ViT of ``configs/vicreg_fashion_mnist.py:vit`` at its own length (the
+  quickstart's time), seed 0, with a few optimiser settings, against its random init.
 
 Every run is evaluated on the backbone's features: logistic and ridge probes, 200-NN, RankMe,
 the covariance spectrum, the mean pairwise normalised HSIC between features (512 test images)
@@ -33,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import fcntl
 import hashlib
 import json
 import os
@@ -96,6 +99,15 @@ QUICKSTART = [
     ("last stage 512, projector 2048-2048-2048",
      {"model.widths": (32, 64, 128, 512), "model.projector": "2048-2048-2048"}, False),
 ]
+VIT_CONFIG = "configs/vicreg_fashion_mnist.py:vit"
+# (label, overrides on top of VIT_CONFIG)
+VIT = [
+    ("adamw lr 1e-3 (the switch's)", {}),
+    ("adamw lr 3e-3", {"optim.lr": 3e-3}),
+    ("lars lr 3.2 (the CNN's)", {"optim.name": "lars", "optim.lr": 3.2,
+                                 "optim.weight_decay": 1e-6, "optim.clip_norm": None}),
+]
+PARTS = ("sweep", "table", "projector", "quickstart", "vit")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,6 +154,10 @@ def plan(parts: list[str], seeds: list[int], table_epochs: int = 3) -> list[Run]
     for seed in seeds:  # the chosen default as it is, with its spread over seeds
       runs.append(Run(f"quickstart_default/vicreg/seed{seed}", "quickstart_default",
                       "the default", QUICKSTART_DEFAULT, {}, seed))
+  if "vit" in parts:
+    runs.append(Run("vit/random init", "vit", "random init", VIT_CONFIG, {}, random_init=True))
+    for label, overrides in VIT:
+      runs.append(Run(f"vit/vicreg/{label}", "vit", label, VIT_CONFIG, overrides))
   return runs
 
 
@@ -244,14 +260,22 @@ def load_results(path: pathlib.Path) -> dict:
   return {"runs": {}}
 
 
-def save_results(path: pathlib.Path, results: dict) -> None:
-  results["machine"] = {"node": platform.node(), "cpus": os.cpu_count(),
-                        "python": platform.python_version()}
-  results["tables"] = summarise(results["runs"])
+def save_results(path: pathlib.Path, results: dict, run_id: str | None = None) -> None:
+  """Write ``results``; with ``run_id``, only that run's entry is this driver's news, merged
+  into the file as it is now (under a lock), so two drivers can fill one file."""
   path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = path.with_suffix(".tmp")
-  tmp.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
-  tmp.replace(path)  # never a half-written file, whenever the benchmark is stopped
+  with open(path.with_suffix(".lock"), "w") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    if run_id is not None:
+      news = results["runs"][run_id]
+      results.update(load_results(path))
+      results["runs"][run_id] = news
+    results["machine"] = {"node": platform.node(), "cpus": os.cpu_count(),
+                          "python": platform.python_version()}
+    results["tables"] = summarise(results["runs"])
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
+    tmp.replace(path)  # never a half-written file, whenever the benchmark is stopped
 
 
 NUMBERS = ("logistic", "ridge", "knn", "rankme", "hsic_mean", "mnist_logistic", "train_s")
@@ -325,7 +349,7 @@ def drive(args) -> dict:
     key = fingerprint(run, args.smoke)
     if key in done:
       results["runs"][run.id] = {**done[key], **dataclasses.asdict(run), "same_as": done[key]["id"]}
-      save_results(path, results)
+      save_results(path, results, run.id)
       print(f"[{time.strftime('%H:%M:%S')}] {run.id}: the same run as {done[key]['id']}")
       continue
     print(f"[{time.strftime('%H:%M:%S')}] {run.id} ...", flush=True)
@@ -333,7 +357,7 @@ def drive(args) -> dict:
     if "error" not in result:
       done[result["fingerprint"]] = result
     results["runs"][run.id] = result
-    save_results(path, results)
+    save_results(path, results, run.id)
     if "error" in result:
       print(f"  failed: {result['error']}\n{result.get('stderr', '')}", flush=True)
     else:
@@ -373,7 +397,7 @@ def report(results: dict) -> str:
                  f"{_cell(row, 'ridge')} | {_cell(row, 'knn')} | "
                  f"{_cell(row, 'rankme', 1, 1)} | {_cell(row, 'hsic_mean', 1, 3)} | "
                  f"{_cell(row, 'mnist_logistic')} | {row['train_s']:.0f} |")
-  for part in ("sweep", "projector", "quickstart", "quickstart_default"):
+  for part in ("sweep", "projector", "quickstart", "quickstart_default", "vit"):
     if part not in tables:
       continue
     rows = dict(tables[part])
@@ -404,7 +428,7 @@ def report(results: dict) -> str:
 def main(argv=None) -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--parts", default="sweep,table,projector",
-                      help="comma-separated: sweep, table, projector, quickstart (in that order)")
+                      help=f"comma-separated: {', '.join(PARTS)} (in that order)")
   parser.add_argument("--seeds", default="0,1", help="seeds of the table's runs")
   parser.add_argument("--table_epochs", type=int, default=3,
                       help="the table's budget (3: the CPU recipe of the config files)")
@@ -428,10 +452,9 @@ def main(argv=None) -> None:
     print(report(load_results(pathlib.Path(args.out))))
     return
   args.parts = [p for p in args.parts.split(",") if p]
-  unknown = set(args.parts) - {"sweep", "table", "projector", "quickstart"}
+  unknown = set(args.parts) - set(PARTS)
   if unknown:
-    parser.error(f"unknown parts {sorted(unknown)}; choose from sweep, table, projector, "
-                 "quickstart")
+    parser.error(f"unknown parts {sorted(unknown)}; choose from {', '.join(PARTS)}")
   args.seeds = [int(s) for s in args.seeds.split(",") if s]
   print(report(drive(args)))
 

@@ -201,3 +201,45 @@ def projector(widths: list[int]) -> nn.Module:
                nn.ReLU(True)]
   layers.append(nn.Linear(widths[-2], widths[-1], bias=False))
   return nn.Sequential(*layers)
+
+
+class _ViTBlock(nn.Module):
+  """A pre-LayerNorm block as jaxssl.models.vit.Encoder1DBlock: fused qkv,
+  ``scaled_dot_product_attention``, tanh GELU, LayerNorm eps 1e-6 (Flax's)."""
+
+  def __init__(self, width: int, heads: int, mlp_dim: int):
+    super().__init__()
+    self.heads = heads
+    self.ln1, self.ln2 = nn.LayerNorm(width, eps=1e-6), nn.LayerNorm(width, eps=1e-6)
+    self.qkv, self.proj = nn.Linear(width, 3 * width), nn.Linear(width, width)
+    self.fc1, self.fc2 = nn.Linear(width, mlp_dim), nn.Linear(mlp_dim, width)
+
+  def forward(self, x):
+    b, t, d = x.shape
+    q, k, v = self.qkv(self.ln1(x)).reshape(b, t, 3, self.heads, d // self.heads).permute(
+        2, 0, 3, 1, 4)
+    y = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+    x = x + self.proj(y.transpose(1, 2).reshape(b, t, d))
+    return x + self.fc2(torch.nn.functional.gelu(self.fc1(self.ln2(x)), approximate="tanh"))
+
+
+class ViT(nn.Module):
+  """jaxssl.models.vit.ViT in PyTorch (learned position embedding, ``pool`` tok or gap)."""
+
+  def __init__(self, *, width: int, depth: int, mlp_dim: int, heads: int, patch: int,
+               channels: int, size: int, pool: str):
+    super().__init__()
+    tokens = (size // patch) ** 2 + (pool == "tok")
+    self.pool = pool
+    self.embed = nn.Conv2d(channels, width, patch, stride=patch)
+    self.cls = nn.Parameter(torch.zeros(1, 1, width)) if pool == "tok" else None
+    self.pos = nn.Parameter(torch.randn(1, tokens, width) / width**0.5)
+    self.blocks = nn.Sequential(*[_ViTBlock(width, heads, mlp_dim) for _ in range(depth)])
+    self.norm = nn.LayerNorm(width, eps=1e-6)
+
+  def forward(self, x):
+    x = self.embed(x).flatten(2).transpose(1, 2)
+    if self.cls is not None:
+      x = torch.cat([self.cls.expand(x.shape[0], -1, -1), x], dim=1)
+    x = self.norm(self.blocks(x + self.pos))
+    return x[:, 0] if self.pool == "tok" else x.mean(1)

@@ -5,6 +5,8 @@ time per view image over a supervised step's time per image, same backbone and o
   python bench/train_step.py                 # CPU: CIFAR ResNet-18, batch 2 x 64
   python bench/train_step.py --suite gpu     # GPU: ResNet-50 at 224, bfloat16
   python bench/train_step.py --quick         # fewer variants and repetitions
+  python bench/train_step.py --suite vit_cpu # the Fashion-MNIST ViT (vicreg_fashion_mnist:vit)
+  python bench/train_step.py --suite vit_gpu # ViT-B/16 at 224, bfloat16 (vicreg_imagenet:vit_b16)
 
 Suites:
   cpu  ResNet-18 with the CIFAR stem at 32x32, projector 2048-2048-2048, two views of 64
@@ -44,6 +46,12 @@ SUITES = {
                 projector="2048-2048-2048", classes=10, batches=[64], reps=5),
     "gpu": dict(config="vicreg_imagenet", arg=None, depth=50, stem="imagenet", size=224,
                 projector="8192-8192-8192", classes=1000, batches=[256, 128], reps=20),
+    # The ViTs: the model of the config file (its model.vit section) and its optimiser (AdamW,
+    # gradient clipping); the VICReg step and, on the CPU, the step with its device crops.
+    "vit_cpu": dict(config="vicreg_fashion_mnist", arg="vit", model="vit", size=28, channels=1,
+                    projector="1024-1024-1024", classes=10, batches=[128], reps=5),
+    "vit_gpu": dict(config="vicreg_imagenet", arg="vit_b16", model="vit", size=224, channels=3,
+                    projector="8192-8192-8192", classes=1000, batches=[256, 128], reps=20),
 }
 
 
@@ -85,14 +93,15 @@ def jax_worker(p: dict) -> dict:
   c.optim.clip_trust_ratio = False  # the official VICReg LARS, as PyTorch runs it
   c.train.global_batch = batch
   c.aug.view_a.out_size = c.aug.view_b.out_size = p["size"]
+  channels = p.get("channels", 3)
   r = run_lib.Run(c, info=source.SplitInfo(c.data.name, "train", 100 * batch,
-                                           (p["size"], p["size"], 3), p["classes"]))
+                                           (p["size"], p["size"], channels), p["classes"]))
   mesh = r.mesh
   state = r.init_state()
   log(f"state built on {jax.device_count()} {jax.devices()[0].device_kind} device(s)")
   rng = np.random.default_rng(0)
   size = p["size"]
-  images = rng.integers(0, 256, (batch, size, size, 3), np.uint8)
+  images = rng.integers(0, 256, (batch, size, size, channels), np.uint8)
   labels = rng.integers(0, p["classes"], (batch,), np.int32)
   shard = lambda tree: jax.device_put(tree, NamedSharding(mesh, P("data")))
   dtype = jnp.dtype(p["dtype"])
@@ -125,7 +134,7 @@ def jax_worker(p: dict) -> dict:
     out["step"] = timed(lambda s, b: update(s, b["a"], b["b"], b["label"]), shard(views))
   if not wanted("step + aug"):
     pass
-  elif p["stem"] == "cifar":  # crops drawn on the device from the stored images
+  elif r.host_crops is None:  # crops drawn on the device from the stored images
     out["step + aug"] = timed(r.train_step(), shard({"image": images, "label": labels}))
   else:  # host-cropped views; the photometric ops on the device
 
@@ -204,16 +213,29 @@ def torch_worker(p: dict) -> dict:
   fmt = torch.channels_last if p["channels_last"] else torch.contiguous_format
   widths = [int(w) for w in p["projector"].split("-")]
   backbone = ref.resnet(p["depth"], p["stem"]).to(device, memory_format=fmt)
-  features = 512 if p["depth"] == 18 else 2048
+  channels = p.get("channels", 3)
+  if p.get("model") == "vit":  # the config's ViT, AdamW and gradient clipping
+    v = p["vit"]
+    backbone = ref.ViT(width=v["width"], depth=v["depth"], mlp_dim=v["mlp_dim"],
+                       heads=v["heads"], patch=v["patch"], channels=channels, size=p["size"],
+                       pool=v["pool"]).to(device)
+    features = v["width"]
+  else:
+    features = 512 if p["depth"] == 18 else 2048
   proj = ref.projector([features, *widths]).to(device)
   head = torch.nn.Linear(features, p["classes"]).to(device)
   params = [*backbone.parameters(), *proj.parameters()]
-  opt = ref.LARS(params, lr=0.2, weight_decay=1e-6, momentum=0.9, eta=0.001)
+  if p.get("model") == "vit":
+    opt = torch.optim.AdamW(params, lr=p["optim"]["lr"],
+                            weight_decay=p["optim"]["weight_decay"])
+  else:
+    opt = ref.LARS(params, lr=0.2, weight_decay=1e-6, momentum=0.9, eta=0.001)
+  clip = p.get("optim", {}).get("clip_norm")
   probe_opt = torch.optim.Adam(head.parameters(), lr=1e-4)
   b, size = p["batch"], p["size"]
   gen = torch.Generator().manual_seed(0)
-  x1 = torch.randn(b, 3, size, size, generator=gen).to(device, memory_format=fmt)
-  x2 = torch.randn(b, 3, size, size, generator=gen).to(device, memory_format=fmt)
+  x1 = torch.randn(b, channels, size, size, generator=gen).to(device, memory_format=fmt)
+  x2 = torch.randn(b, channels, size, size, generator=gen).to(device, memory_format=fmt)
   labels = torch.randint(0, p["classes"], (b,), generator=gen).to(device)
   autocast = torch.autocast(p["device"], dtype=torch.bfloat16, enabled=p["bf16"])
   sync = torch.cuda.synchronize if cuda else (lambda: None)
@@ -228,6 +250,8 @@ def torch_worker(p: dict) -> dict:
       probe = ce(head(torch.cat([h1, h2]).detach()), torch.cat([labels, labels]))
     loss = ref.torch_vicreg(z1.float(), z2.float()) + probe.float()
     loss.backward()
+    if clip:
+      torch.nn.utils.clip_grad_norm_(params, clip)
     opt.step()
     probe_opt.step()
     sync()
@@ -250,6 +274,8 @@ def torch_worker(p: dict) -> dict:
   for name, fn in (("step", vicreg_step),
                    ("supervised", lambda: supervised_step(x_both, labels_both)),
                    ("supervised, half batch", lambda: supervised_step(x1, labels))):
+    if name not in p.get("rows", (name,)):
+      continue
     fn()
     fn()
     out[name] = {"seconds": median_seconds(fn, p["reps"]), "compile_s": 0.0}
@@ -261,11 +287,35 @@ def torch_worker(p: dict) -> dict:
 
 # ---- the parent: variants, table, JSON ----------------------------------------------------
 
+def vit_settings(s: dict) -> dict:
+  """The ViT and optimiser of a ViT suite's config file, for the PyTorch worker."""
+  from jaxssl import config as config_lib  # pylint: disable=g-import-not-at-top
+  c = config_lib.load(f"{ROOT / 'configs' / s['config']}.py:{s['arg']}")
+  return {"vit": c.model.vit.to_dict(),
+          "optim": {"lr": c.optim.lr * (s["batches"][0] / 256 if c.optim.scale_lr_by_batch
+                                        else 1.0),
+                    "weight_decay": c.optim.weight_decay, "clip_norm": c.optim.clip_norm}}
+
+
 def variants(suite: str, quick: bool):
   s = SUITES[suite]
-  common = {k: s[k] for k in ("config", "arg", "depth", "stem", "size", "projector",
-                              "classes")}
+  common = {k: v for k, v in s.items() if k not in ("batches", "reps")}
   reps = 3 if quick else s["reps"]
+  if s.get("model") == "vit":
+    common.update(vit_settings(s), rows=["step", "step + aug"])
+    cpu = suite.endswith("cpu")
+    for b in s["batches"][:1] if quick or cpu else s["batches"]:
+      dtype = "float32" if cpu else "bfloat16"
+      yield f"jaxssl, 1 device, {dtype}, {b}/view", "jax", {}, dict(
+          common, batch=b, dtype=dtype, reps=reps)
+      if cpu and not quick:  # one XLA device per core, each with half the batch
+        yield (f"jaxssl, 2 devices, {dtype}, {b}/view", "jax",
+               {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"},
+               dict(common, batch=b // 2, dtype=dtype, reps=reps))
+      yield (f"PyTorch, {'2 threads' if cpu else 'bf16 autocast'}, {b}/view", "torch", {},
+             dict(common, batch=b, device="cpu" if cpu else "cuda", threads=2 if cpu else 0,
+                  bf16=not cpu, channels_last=False, reps=reps))
+    return
   if suite == "cpu":
     b = s["batches"][0]
     yield "jaxssl, 1 device, float32", "jax", {}, dict(common, batch=b, dtype="float32",
@@ -295,10 +345,25 @@ def variants(suite: str, quick: bool):
 BACKBONE_MACS = {(18, "cifar", 32): 0.556e9, (50, "imagenet", 224): 4.09e9}
 
 
+def vit_macs(v: dict, size: int, channels: int) -> float:
+  """A ViT's forward multiply-adds per image: patch embedding, then per block the qkv and
+  output projections (4 w^2 per token), the MLP (2 w mlp_dim) and attention (2 t^2 w)."""
+  patches = (size // v["patch"]) ** 2
+  tokens, w = patches + (v["pool"] == "tok"), v["width"]
+  block = tokens * (4 * w * w + 2 * w * v["mlp_dim"]) + 2 * tokens**2 * w
+  return patches * v["patch"] ** 2 * channels * w + v["depth"] * block
+
+
 def model_flops_per_image(s: dict) -> float:
-  widths = [512 if s["depth"] == 18 else 2048] + [int(w) for w in s["projector"].split("-")]
+  if s.get("model") == "vit":
+    v = vit_settings(s)["vit"]
+    features, backbone = v["width"], vit_macs(v, s["size"], s["channels"])
+  else:
+    features = 512 if s["depth"] == 18 else 2048
+    backbone = BACKBONE_MACS[(s["depth"], s["stem"], s["size"])]
+  widths = [features] + [int(w) for w in s["projector"].split("-")]
   projector = sum(a * b for a, b in zip(widths, widths[1:]))
-  return 3 * 2 * (BACKBONE_MACS[(s["depth"], s["stem"], s["size"])] + projector)
+  return 3 * 2 * (backbone + projector)
 
 
 def run_variant(kind: str, env: dict, params: dict) -> dict:
@@ -370,9 +435,12 @@ def main():
   suite = SUITES[args.suite]
   flops_per_image = model_flops_per_image(suite)
   out = pathlib.Path(args.out or f"bench/results/train_step_{args.suite}.json")
-  print(f"{args.suite}: ResNet-{suite['depth']} ({suite['stem']} stem) at {suite['size']}x"
-        f"{suite['size']}, projector {suite['projector']}, VICReg + LARS; "
-        f"{flops_per_image / 1e9:.2f} GFLOP per view image (forward + backward)")
+  model = (f"the ViT of configs/{suite['config']}.py:{suite['arg']}, AdamW"
+           if suite.get("model") == "vit" else
+           f"ResNet-{suite['depth']} ({suite['stem']} stem), LARS")
+  print(f"{args.suite}: {model}, at {suite['size']}x{suite['size']}, projector "
+        f"{suite['projector']}, VICReg; {flops_per_image / 1e9:.2f} GFLOP per view image "
+        "(forward + backward)")
   header = (f"{'variant':<46}{'row':<24}{'images':>7}{'ms':>9}{'img/s':>9}{'MFU':>7}"
             f"{'compile s':>11}")
   print(header)

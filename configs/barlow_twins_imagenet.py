@@ -11,9 +11,10 @@ from jaxssl import config as jc
 
 
 def get_config(arg=None):
-  given = jc.switches(arg)
+  given = jc.switches(arg, *jc.VIT_SWITCHES)
   c = jc.imagenet_config()
   c.method.name = "barlow_twins"
   c.method.kwargs.lambd = 0.0051
   c.optim.bias_lr = 0.0048
+  jc.imagenet_vit(c, given)
   return jc.finish(c, given)

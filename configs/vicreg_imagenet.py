@@ -14,7 +14,8 @@ from jaxssl import config as jc
 
 
 def get_config(arg=None):
-  given = jc.switches(arg)
+  given = jc.switches(arg, *jc.VIT_SWITCHES)
   c = jc.imagenet_config()
   c.method.name = "vicreg"
+  jc.imagenet_vit(c, given)
   return jc.finish(c, given)

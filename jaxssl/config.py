@@ -19,6 +19,7 @@ from jaxssl import methods
 from jaxssl.errors import ConfigError
 from jaxssl.data import augment
 from jaxssl.models import projector as projector_lib
+from jaxssl.models import vit as vit_lib
 
 FASHION_MNIST_STATS = ((0.2860,), (0.3530,))
 CIFAR10_STATS = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
@@ -50,16 +51,24 @@ def base_config() -> ml_collections.ConfigDict:
                 train_split="train", eval_split="test", in_memory=True, num_threads=2,
                 prefetch=4, jpeg_draft=True)
   c.aug = vicreg_views(28, FASHION_MNIST_STATS)
+  # backbone: convnet (widths, convs_per_stage), resnet18 / resnet50 (width, stem) or vit
+  # (section vit: ViT-S/16 unless set; vit_config gives the standard sizes).
   c.model = dict(backbone="convnet", widths=(32, 64, 128), convs_per_stage=2, width=64,
-                 stem="cifar", projector="2048-2048-2048", projector_bn=True, dtype="float32")
+                 stem="cifar", vit=vit_config("S", 16), projector="2048-2048-2048",
+                 projector_bn=True, dtype="float32")
   c.method = dict(name="vicreg", kwargs=method_kwargs())
   c.optim = dict(name="lars", lr=0.2, scale_lr_by_batch=True, weight_decay=1e-6, momentum=0.9,
                  eta=0.001, clip_trust_ratio=False, bias_lr=config_dict.placeholder(float),
-                 warmup_epochs=10.0, end_lr_factor=0.0)
+                 warmup_epochs=10.0, end_lr_factor=0.0,
+                 clip_norm=config_dict.placeholder(float))  # the gradients' global norm
   c.probe = dict(lr=1e-3)
   c.train = dict(global_batch=256, epochs=100, steps=config_dict.placeholder(int),
                  log_every=50, eval_every=1000, checkpoint_every=1000, keep_checkpoints=3,
-                 keep_period=config_dict.placeholder(int), max_skipped=0)
+                 keep_period=config_dict.placeholder(int), max_skipped=0,
+                 # The train state on the devices: "replicated", or "fsdp" (each parameter and
+                 # its optimiser state sharded over all devices on its largest axis the device
+                 # count divides, if larger than fsdp_min_mb; big_vision's fsdp rule).
+                 state_sharding="replicated", fsdp_min_mb=4.0)
   # A step that does not complete within timeout_s (None: factor x the slowest step so far,
   # at least floor_s) stops the run with the stacks of every thread (jaxssl.watchdog).
   c.watchdog = dict(timeout_s=config_dict.placeholder(float), floor_s=300.0, factor=20.0)
@@ -115,6 +124,16 @@ def upgrade(saved: dict) -> dict:
         target = target.setdefault(parent, {})
       target[leaf] = value
   return saved
+
+
+def vit_config(size: str, patch: int, *, pool: str = "tok", posemb: str = "learn",
+               drop_path: float = 0.0) -> ml_collections.ConfigDict:
+  """The ``model.vit`` section of the standard ViT size ``size`` (Ti, S, B, L: width, depth,
+  MLP width, heads from ``jaxssl.models.vit.SIZES``) with ``patch`` x ``patch`` patches."""
+  width, depth, mlp_dim, heads = vit_lib.SIZES[size]
+  return ml_collections.ConfigDict(dict(width=width, depth=depth, mlp_dim=mlp_dim, heads=heads,
+                                        patch=patch, pool=pool, posemb=posemb,
+                                        drop_path=drop_path))
 
 
 def method_kwargs() -> ml_collections.ConfigDict:
@@ -179,7 +198,10 @@ def finish(c: ml_collections.ConfigDict, given: set[str]) -> ml_collections.Conf
   """Apply ``smoke`` (a few steps of a tiny model: for tests and a first try of any config)
   and lock the config against new keys."""
   if "smoke" in given:
-    c.model.backbone, c.model.widths, c.model.convs_per_stage = "convnet", (8, 16), 1
+    if c.model.backbone == "vit":  # the recipe's ViT, two blocks of 32 wide
+      c.model.vit.update(width=32, depth=2, mlp_dim=64, heads=2)
+    else:
+      c.model.backbone, c.model.widths, c.model.convs_per_stage = "convnet", (8, 16), 1
     c.model.projector = "64-64"
     c.train.global_batch, c.train.steps, c.train.log_every = 64, 6, 2
     c.train.eval_every = c.train.checkpoint_every = 3
@@ -231,6 +253,30 @@ def imagenet_config() -> ml_collections.ConfigDict:
                  checkpoint_every=2500)
   c.eval.batch = 1024
   return c
+
+
+VIT_SWITCHES = {"vit_s16": "S", "vit_b16": "B"}
+
+
+def imagenet_vit(c: ml_collections.ConfigDict, given: set[str]) -> None:
+  """The ViT form of an ImageNet recipe when ``given`` has a switch of ``VIT_SWITCHES``. No
+  VICReg or Barlow Twins ViT recipe is published; the optimisation is the one DINO trains
+  ViT-S/16 and ViT-B/16 with (AdamW, lr 5e-4 x batch/256, 10 warm-up epochs then cosine,
+  gradient norm clipped at 3, stochastic depth 0.1, batch 1024) with a fixed weight decay of
+  0.05 on every weight but biases, norms, the position embedding and the class token, 300
+  epochs (MoCo v3's ViT budget), bfloat16 compute with float32 parameters and loss statistics.
+  The method's projector and coefficients stay the ResNet recipe's."""
+  chosen = sorted(given & set(VIT_SWITCHES))
+  if len(chosen) > 1:
+    raise ConfigError(f"Pick one ViT switch, not {' and '.join(chosen)}.")
+  if not chosen:
+    return
+  c.model.backbone = "vit"
+  c.model.vit = vit_config(VIT_SWITCHES[chosen[0]], 16, drop_path=0.1)
+  c.model.dtype = "bfloat16"
+  c.optim.update(name="adamw", lr=5e-4, scale_lr_by_batch=True, weight_decay=0.05,
+                 warmup_epochs=10.0, end_lr_factor=0.0, clip_norm=3.0, bias_lr=None)
+  c.train.update(global_batch=1024, epochs=300)
 
 
 def check(condition: bool, key: str, message: str) -> None:

@@ -84,3 +84,27 @@ def test_quickstart_runs_set_their_overrides():
   assert [r.seed for r in default] == [0, 1]
   c = bench_methods._configure(default[0], False, None)  # pylint: disable=protected-access
   assert (c.train.epochs, c.model.widths) == (2, (32, 64, 128, 512))  # the quickstart's
+
+
+def test_vit_runs_configure_their_optimisers():
+  runs = bench_methods.plan(["vit"], [0])
+  assert [r.random_init for r in runs] == [True] + [False] * len(bench_methods.VIT)
+  for run in runs:
+    c = bench_methods._configure(  # pylint: disable=protected-access
+        bench_methods.Run(**json.loads(json.dumps(run.__dict__))), False, None)
+    assert c.model.backbone == "vit" and c.train.epochs == 1
+  lars = bench_methods._configure(runs[-1], False, None)  # pylint: disable=protected-access
+  assert (lars.optim.name, lars.optim.clip_norm) == ("lars", None)
+
+
+def test_two_drivers_fill_one_results_file(tmp_path):
+  """Each driver's save merges its new run into the file as it is, not as it read it."""
+  path = tmp_path / "methods.json"
+  one, two = bench_methods.load_results(path), bench_methods.load_results(path)
+  row = {"part": "sweep", "label": "x", "seed": 0,
+         **{name: 0.5 for name in bench_methods.NUMBERS}}
+  one["runs"]["a"] = {**row, "id": "a"}
+  bench_methods.save_results(path, one, "a")
+  two["runs"]["b"] = {**row, "id": "b"}
+  bench_methods.save_results(path, two, "b")
+  assert set(json.loads(path.read_text())["runs"]) == {"a", "b"}

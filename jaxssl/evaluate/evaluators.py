@@ -278,6 +278,9 @@ class Finetune(Evaluator):
     s = self.settings
     batch, view, steps = _training_plan(self, run, len(split))
     key = jax.random.key(self.seed)
+    # Replicated, whatever the training sharded (train.state_sharding): the step updates
+    # every parameter on every device.
+    start = jax.jit(lambda tree: tree, out_shardings=NamedSharding(run.mesh, P()))(start)
     params = dict(start["params"])
     kernel = params["head"]["kernel"]
     params["head"] = {"kernel": 0.01 * jax.random.normal(key, kernel.shape, kernel.dtype),
@@ -361,9 +364,10 @@ def _linear_step(model, view, tx, projector: bool, mesh):
     updates, opt_state = tx.update(grads, opt_state, head)
     return optax.apply_updates(head, updates), opt_state
 
+  # The encoder's variables stay where they are (replicated, or sharded by training's
+  # train.state_sharding during training); the head and its optimiser are replicated.
   replicated = NamedSharding(mesh, P())
-  return jax.jit(step, in_shardings=(replicated, replicated, NamedSharding(mesh, P("data")),
-                                     replicated), out_shardings=replicated)
+  return jax.jit(step, out_shardings=replicated)
 
 
 def _finetune_step(model, view, tx, mesh):
@@ -379,9 +383,10 @@ def _finetune_step(model, view, tx, mesh):
 
     def loss_fn(params):
       logits, updates = model.apply({"params": params, "batch_stats": batch_stats}, x,
-                                    method=logits_of, mutable=["batch_stats"])
+                                    method=logits_of, mutable=["batch_stats"],
+                                    rngs={"dropout": jax.random.fold_in(key, 1)})
       loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]).mean()
-      return loss, {**batch_stats, **updates["batch_stats"]}
+      return loss, {**batch_stats, **updates.get("batch_stats", {})}
     grads, batch_stats = jax.grad(loss_fn, has_aux=True)(params)
     updates, opt_state = tx.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), batch_stats, opt_state

@@ -1,4 +1,4 @@
-"""Flax modules: backbones (ResNet, a small CNN), the projector MLP, and the SSL model."""
+"""Flax modules: backbones (ResNet, ViT, a small CNN), the projector MLP, and the SSL model."""
 
 from jaxssl.models.model import SSLModel, build_backbone, model_from_config
 from jaxssl.models.projector import Projector

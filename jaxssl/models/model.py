@@ -16,8 +16,9 @@ from jaxssl.errors import ConfigError
 from jaxssl.models.convnet import ConvNet
 from jaxssl.models.projector import Projector, parse_widths
 from jaxssl.models.resnet import STEMS, ResNet18, ResNet50
+from jaxssl.models.vit import POOLS, POSEMBS, ViT
 
-BACKBONES = {"resnet18": ResNet18, "resnet50": ResNet50, "convnet": ConvNet}
+BACKBONES = {"resnet18": ResNet18, "resnet50": ResNet50, "convnet": ConvNet, "vit": ViT}
 
 
 def build_backbone(name: str, **kwargs) -> nn.Module:
@@ -57,6 +58,8 @@ def model_from_config(cfg, num_classes: int, probe_gradient: bool = False) -> SS
   kwargs: dict[str, Any] = {"dtype": dtype}
   if cfg.backbone == "convnet":
     kwargs.update(widths=tuple(cfg.widths), convs_per_stage=cfg.convs_per_stage)
+  elif cfg.backbone == "vit":
+    kwargs.update(vit_settings(cfg.vit))
   else:
     if cfg.stem not in STEMS:
       raise ConfigError(f"config.model.stem: must be one of {STEMS}; got {cfg.stem!r}.")
@@ -65,3 +68,21 @@ def model_from_config(cfg, num_classes: int, probe_gradient: bool = False) -> SS
   return SSLModel(backbone=build_backbone(cfg.backbone, **kwargs),
                   projector=Projector(cfg.projector, batch_norm=cfg.projector_bn, dtype=dtype),
                   num_classes=num_classes, probe_gradient=probe_gradient)
+
+
+def vit_settings(vit) -> dict[str, Any]:
+  """The ``model.vit`` section as ``ViT``'s fields, each checked."""
+  def check(ok, key, message):
+    if not ok:
+      raise ConfigError(f"config.model.vit.{key}: {message}")
+  for key in ("width", "depth", "mlp_dim", "heads", "patch"):
+    check(isinstance(vit[key], int) and vit[key] > 0, key, f"must be a positive integer; got "
+          f"{vit[key]!r}.")
+  check(vit.width % vit.heads == 0, "heads", f"must divide the width ({vit.width}); got "
+        f"{vit.heads}.")
+  check(vit.pool in POOLS, "pool", f"must be one of {POOLS}; got {vit.pool!r}.")
+  check(vit.posemb in POSEMBS, "posemb", f"must be one of {POSEMBS}; got {vit.posemb!r}.")
+  check(vit.posemb != "sincos2d" or vit.width % 4 == 0, "width",
+        f"must be a multiple of 4 for the sincos2d position embedding; got {vit.width}.")
+  check(0 <= vit.drop_path < 1, "drop_path", f"must be in [0, 1); got {vit.drop_path}.")
+  return dict(vit)

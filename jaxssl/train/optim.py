@@ -2,7 +2,7 @@
 SGD with momentum and AdamW; linear warm-up + cosine decay; learning rate scaled by
 batch / 256. Biases and normalisation parameters (every parameter with ``ndim <= 1``) are
 excluded from weight decay and from LARS's trust ratio, as the official ``exclude_bias_and_norm``
-does."""
+does; optionally, the gradients' global norm clipped first (``clip_norm``, the ViT recipes)."""
 
 from __future__ import annotations
 
@@ -17,9 +17,16 @@ from jaxssl.errors import ConfigError
 OPTIMIZERS = ("lars", "sgd", "adamw")
 
 
+# Parameters kept out of weight decay (and LARS's trust ratio) whatever their shape: the ViT's
+# position embedding and class token, as in DeiT, DINO and timm's ``no_weight_decay``.
+NO_DECAY = ("pos_embedding", "cls")
+
+
 def decay_mask(params):
-  """True for the weights that get weight decay and the trust ratio (not biases or norms)."""
-  return jax.tree.map(lambda p: p.ndim > 1, params)
+  """True for the weights that get weight decay and the trust ratio (not biases, norms, or
+  the parameters named in ``NO_DECAY``)."""
+  return jax.tree_util.tree_map_with_path(
+      lambda path, p: p.ndim > 1 and getattr(path[-1], "key", None) not in NO_DECAY, params)
 
 
 def learning_rate(cfg, *, global_batch: int, total_steps: int,
@@ -96,6 +103,8 @@ def make_optimizer(cfg, *, global_batch: int, total_steps: int,
     tx = optax.adamw(schedule, weight_decay=cfg.weight_decay, mask=decay_mask)
   else:
     raise ConfigError(f"config.optim.name: must be one of {OPTIMIZERS}; got {cfg.name!r}.")
+  if cfg.clip_norm is not None:
+    tx = optax.chain(optax.clip_by_global_norm(cfg.clip_norm), tx)
   if cfg.bias_lr is not None and cfg.bias_lr != cfg.lr:
     # The schedules differ only by their peak, so the bias schedule is the main one scaled.
     ratio = cfg.bias_lr / cfg.lr if cfg.lr > 0 else 0.0

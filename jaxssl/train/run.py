@@ -50,6 +50,10 @@ class Run:
     self.views = config_lib.views(c)
     self.image_shape = (self.views[0].out_size, self.views[0].out_size,
                         self.train_info.image_shape[-1])
+    if c.model.backbone == "vit":
+      check(self.image_shape[0] % c.model.vit.patch == 0, "model.vit.patch",
+            f"must divide the image side ({self.image_shape[0]}, aug.view_a.out_size); got "
+            f"{c.model.vit.patch}.")
     self.steps_per_epoch = max(self.train_info.num_examples // c.train.global_batch, 1)
     self.total_steps = c.train.steps or int(c.train.epochs * self.steps_per_epoch)
     self.method = methods.get_method(c.method.name)
@@ -99,12 +103,16 @@ class Run:
   # ---- state and programs --------------------------------------------------------------
 
   def abstract_state(self) -> state_lib.TrainState:
-    return state_lib.abstract_state(self.model, self.tx, self.method, seed=self.config.seed,
-                                    image_shape=self.image_shape, mesh=self.mesh)
+    """The state's shapes and shardings (``train.state_sharding`` over this run's mesh)."""
+    return state_lib.abstract_state(self.model, self.tx, self.method, **self._state_args())
 
   def init_state(self) -> state_lib.TrainState:
-    return state_lib.create_state(self.model, self.tx, self.method, seed=self.config.seed,
-                                  image_shape=self.image_shape, mesh=self.mesh)
+    return state_lib.create_state(self.model, self.tx, self.method, **self._state_args())
+
+  def _state_args(self) -> dict:
+    t = self.config.train
+    return dict(seed=self.config.seed, image_shape=self.image_shape, mesh=self.mesh,
+                sharding=t.state_sharding, fsdp_min_mb=t.fsdp_min_mb)
 
   def update(self):
     """The step on two views already augmented (``step.make_update``), not jitted."""
@@ -162,6 +170,12 @@ def check_settings(c: ml_collections.ConfigDict) -> None:
   check(0 < c.eval.crop_fraction <= 1, "eval.crop_fraction",
         f"must be in (0, 1] (the centre crop's share of the shorter side); got "
         f"{c.eval.crop_fraction}.")
+  check(c.train.state_sharding in state_lib.SHARDINGS, "train.state_sharding",
+        f"must be one of {state_lib.SHARDINGS}; got {c.train.state_sharding!r}.")
+  check(c.train.fsdp_min_mb >= 0, "train.fsdp_min_mb",
+        f"must be >= 0 (MiB); got {c.train.fsdp_min_mb}.")
+  check(c.optim.clip_norm is None or c.optim.clip_norm > 0, "optim.clip_norm",
+        f"must be > 0 (or unset: no clipping); got {c.optim.clip_norm}.")
   check(c.data.num_threads > 0, "data.num_threads",
         f"must be > 0 (host reader and decoder threads); got {c.data.num_threads}.")
 

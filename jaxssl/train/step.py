@@ -1,6 +1,7 @@
 """The train step: two augmented views on the device, the method's loss over the global
 batch, the online linear probe, one optimiser update. Compiled once with ``jax.jit`` over a
-``Mesh``: state replicated, batch sharded on the data axis, the state's buffers donated."""
+``Mesh``: the state replicated (or sharded: ``train.state_sharding``), the batch sharded on
+the data axis, the state's buffers donated."""
 
 from __future__ import annotations
 
@@ -45,10 +46,13 @@ def make_update(model, method, method_kwargs: dict[str, Any],
   base_key = jax.random.key(seed)
 
   def loss_fn(params, state: TrainState, x_a, x_b, labels, key):
+    # Stochastic depth (ViT) draws from the loss key's own streams, one per view.
+    drop = lambda view: {"dropout": jax.random.fold_in(key, view)}
     variables = {"params": params, "batch_stats": state.batch_stats}
-    out_a, updates = model.apply(variables, x_a, train=True, mutable=["batch_stats"])
+    out_a, updates = model.apply(variables, x_a, train=True, mutable=["batch_stats"],
+                                 rngs=drop(0))
     out_b, updates = model.apply({"params": params, **updates}, x_b, train=True,
-                                 mutable=["batch_stats"])
+                                 mutable=["batch_stats"], rngs=drop(1))
     loss, aux, method_state = method.loss(out_a["embeddings"], out_b["embeddings"],
                                           state.method_state, key, **method_kwargs)
     head_loss, head_acc = head_metrics(
@@ -57,7 +61,7 @@ def make_update(model, method, method_kwargs: dict[str, Any],
                "head": {"loss": head_loss, "accuracy": head_acc}}
     # Self-supervised methods: the head sees stop_gradient(features), so adding its loss
     # trains the head alone; supervised methods (VCReg) train the backbone through it.
-    return loss + head_loss, (metrics, updates["batch_stats"], method_state)
+    return loss + head_loss, (metrics, updates.get("batch_stats", {}), method_state)
 
   def update(state: TrainState, x_a: jax.Array, x_b: jax.Array,
              labels: jax.Array) -> tuple[TrainState, Metrics]:
@@ -114,11 +118,11 @@ def make_train_step(model, method, method_kwargs: dict[str, Any],
 
 
 def jit_train_step(train_step, state: TrainState, mesh: jax.sharding.Mesh, axis: str = "data"):
-  """``jax.jit`` with the state replicated (and donated) and the batch sharded on ``axis``."""
-  replicated = NamedSharding(mesh, P())
-  state_shardings = jax.tree.map(lambda _: replicated, state)
+  """``jax.jit`` with the state where ``state`` (abstract or real) has it, donated, and the
+  batch sharded on ``axis``; the metrics replicated."""
+  state_shardings = jax.tree.map(lambda s: s.sharding, state)
   return jax.jit(train_step, in_shardings=(state_shardings, NamedSharding(mesh, P(axis))),
-                 out_shardings=(state_shardings, replicated), donate_argnums=0)
+                 out_shardings=(state_shardings, NamedSharding(mesh, P())), donate_argnums=0)
 
 
 def make_eval_step(model):

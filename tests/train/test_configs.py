@@ -17,7 +17,7 @@ from tests.train.test_train import run_steps
 CONFIG_DIR = pathlib.Path(__file__).parents[2] / "configs"
 # Each config file with the switch combinations it is tested with.
 CONFIGS = {
-    "vicreg_fashion_mnist": [None],
+    "vicreg_fashion_mnist": [None, "vit"],
     "barlow_twins_fashion_mnist": [None],
     "wmse_fashion_mnist": [None],
     "corinfomax_fashion_mnist": [None],
@@ -28,8 +28,8 @@ CONFIGS = {
     "wmse_cifar": [None, "cifar100"],
     "corinfomax_cifar": [None, "cifar100"],
     "info_vicreg_cifar": [None, "cifar100,pairdist"],
-    "vicreg_imagenet": [None],
-    "barlow_twins_imagenet": [None],
+    "vicreg_imagenet": [None, "vit_s16", "vit_b16"],
+    "barlow_twins_imagenet": [None, "vit_s16", "vit_b16"],
     "corinfomax_imagenet": [None],
 }
 SPLITS = {  # what the named datasets hold: (train examples, image shape, classes)
@@ -39,8 +39,17 @@ SPLITS = {  # what the named datasets hold: (train examples, image shape, classe
     "imagenet2012": (1281167, (None, None, 3), 1000),
 }
 # Backbone parameter counts without the classifier: torchvision's resnet50 (25,557,032 with
-# its 2048x1000 fc) and the CIFAR ResNet-18 (3x3 stem, no max-pool) of solo-learn.
-BACKBONE_PARAMS = {("resnet50", "imagenet"): 23_508_032, ("resnet18", "cifar"): 11_168_832}
+# its 2048x1000 fc), the CIFAR ResNet-18 (3x3 stem, no max-pool) of solo-learn, and timm's
+# vit_small_patch16_224 / vit_base_patch16_224 (22,050,664 / 86,567,656 with their heads).
+BACKBONE_PARAMS = {("resnet50", "imagenet"): 23_508_032, ("resnet18", "cifar"): 11_168_832,
+                   ("vit", 384, 16): 22_050_664 - 385_000,
+                   ("vit", 768, 16): 86_567_656 - 769_000}
+
+
+def backbone_key(c) -> tuple:
+  if c.model.backbone == "vit":
+    return ("vit", c.model.vit.width, c.model.vit.patch)
+  return (c.model.backbone, c.model.stem)
 CASES = [(name, arg) for name, args in CONFIGS.items() for arg in args]
 # The ResNet-50 ones take 7-11 s each to trace on this CPU: in the slow part.
 FULL_SIZE_CASES = [pytest.param(name, arg, marks=pytest.mark.slow) if "imagenet" in name
@@ -67,7 +76,7 @@ def test_full_size_config_validates_and_traces(name, arg):
                                            classes))
   assert r.mesh.size == 8
   state = r.abstract_state()
-  key = (c.model.backbone, c.model.stem)
+  key = backbone_key(c)
   if key in BACKBONE_PARAMS:
     assert count(state.params["backbone"]) == BACKBONE_PARAMS[key]
   step = r.train_step()

@@ -121,7 +121,8 @@ def test_clipped_lars_matches_solo_learn():
   grads = [{"w": rng.normal(size=(5, 4)) * s, "b": rng.normal(size=4)} for s in (1e-3, 10.0)]
   cfg = ml_collections.ConfigDict(dict(
       name="lars", lr=0.3, scale_lr_by_batch=False, weight_decay=1e-4, momentum=0.9, eta=0.02,
-      clip_trust_ratio=True, bias_lr=None, warmup_epochs=1.0, end_lr_factor=0.0))
+      clip_trust_ratio=True, bias_lr=None, warmup_epochs=1.0, end_lr_factor=0.0,
+      clip_norm=None))
   tx = optim.make_optimizer(cfg, global_batch=256, total_steps=4, steps_per_epoch=2)
   schedule = optim.learning_rate(cfg, global_batch=256, total_steps=4, steps_per_epoch=2)
   p = run_optax(tx, params, grads)
@@ -147,13 +148,29 @@ def test_bias_lr_scales_only_biases_and_norms():
   for bias_lr in (None, 0.0048):
     cfg = ml_collections.ConfigDict(dict(
         name="sgd", lr=0.2, scale_lr_by_batch=False, weight_decay=0.0, momentum=0.0, eta=0.0,
-        clip_trust_ratio=False, bias_lr=bias_lr, warmup_epochs=0.0, end_lr_factor=1.0))
+        clip_trust_ratio=False, bias_lr=bias_lr, warmup_epochs=0.0, end_lr_factor=1.0,
+        clip_norm=None))
     tx = optim.make_optimizer(cfg, global_batch=256, total_steps=2, steps_per_epoch=1)
     updates.append(tx.update(grads, tx.init(params), params)[0])
   plain, split = updates
   np.testing.assert_allclose(plain["w"], -0.2 * 0.5)
   np.testing.assert_allclose(split["w"], plain["w"])
   np.testing.assert_allclose(split["b"], -0.0048 * 0.5, rtol=1e-6)
+
+
+def test_clip_norm_and_the_vit_parameters_kept_out_of_weight_decay():
+  params = {"backbone": {"pos_embedding": np.ones((1, 5, 4)), "cls": np.ones((1, 1, 4)),
+                         "embedding": {"kernel": np.ones((2, 2, 1, 4)), "bias": np.ones(4)}}}
+  mask = optim.decay_mask(params)["backbone"]
+  assert (mask["pos_embedding"], mask["cls"], mask["embedding"]["bias"]) == (False,) * 3
+  assert mask["embedding"]["kernel"]
+  c = config_lib.base_config().optim
+  c.update(name="sgd", lr=1.0, scale_lr_by_batch=False, momentum=0.0, weight_decay=0.0,
+           warmup_epochs=0.0, end_lr_factor=1.0, clip_norm=2.0)
+  tx = optim.make_optimizer(c, global_batch=256, total_steps=2, steps_per_epoch=1)
+  grads = {"w": np.full((2, 2), 3.0), "b": np.full(2, 3.0)}  # global norm sqrt(54)
+  updates = tx.update(grads, tx.init(grads), grads)[0]
+  np.testing.assert_allclose(optax.tree.norm(updates), 2.0, rtol=1e-6)
 
 
 FASHION_MNIST_INFO = source.SplitInfo("fashion_mnist_idx", "train", 60000, (28, 28, 1), 10)
@@ -168,14 +185,28 @@ FASHION_MNIST_INFO = source.SplitInfo("fashion_mnist_idx", "train", 60000, (28, 
     ("model.stem", "tiny", "config.model.stem"),
     ("train.global_batch", 12, "config.train.global_batch.*device count"),
     ("train.log_every", 0, "config.train.log_every"),
-    ("model.backbone", "vit", "config.model.backbone"),
+    ("model.backbone", "vgg", "config.model.backbone"),
     ("eval.crop_fraction", 1.5, "config.eval.crop_fraction"),
+    ("model.vit.heads", 5, r"config.model.vit.heads: must divide the width \(384\)"),
+    ("model.vit.pool", "map", "config.model.vit.pool"),
+    ("model.vit.patch", 5, r"config.model.vit.patch: must divide the image side \(28"),
+    ("model.vit.drop_path", 1.0, "config.model.vit.drop_path"),
+    ("train.state_sharding", "zero3", "config.train.state_sharding"),
+    ("optim.clip_norm", -1.0, "config.optim.clip_norm"),
 ])
 def test_building_a_bad_config_names_the_key(key, value, match):
   """The builder is the validation: one ConfigError (a UserError) naming the key."""
-  config = smoke_config(None, **{key: value})
+  config = smoke_config(None)
+  *parents, name = key.split(".")
+  section = config
+  for parent in parents:
+    section = section[parent]
+  section[name] = value
   if key == "model.stem":
     config.model.backbone = "resnet18"
+  if key.startswith("model.vit"):
+    config.model.backbone = "vit"
+    config.model.vit.patch = value if key == "model.vit.patch" else 7  # (28x28 images)
   with pytest.raises(errors.ConfigError, match=match):
     run_lib.Run(config, info=FASHION_MNIST_INFO)
 
