@@ -52,9 +52,12 @@ def train_step_table(result):
   first = result["results"][0]
   versions = ", ".join(f"{k} {first[k]}" for k in ("jax", "torch") if k in first)
   torch_versions = {r["torch"] for r in result["results"] if "torch" in r}
+  model = (f"the ViT of configs/{st['config']}.py:{st['arg']}, VICReg + AdamW"
+           if st.get("model") == "vit" else
+           f"ResNet-{st['depth']} ({st['stem']} stem), VICReg + LARS")
   lines = [
-      f"{', '.join(result['machine']['devices'])}; ResNet-{st['depth']} ({st['stem']} stem) at "
-      f"{st['size']}x{st['size']}, projector {st['projector']}, VICReg + LARS; {versions}"
+      f"{', '.join(result['machine']['devices'])}; {model} at "
+      f"{st['size']}x{st['size']}, projector {st['projector']}; {versions}"
       f"{', torch ' + ', '.join(sorted(torch_versions)) if torch_versions else ''}; "
       f"{result['machine']['date']}",
       "",

@@ -212,7 +212,6 @@ def torch_worker(p: dict) -> dict:
   torch.backends.cudnn.benchmark = True
   fmt = torch.channels_last if p["channels_last"] else torch.contiguous_format
   widths = [int(w) for w in p["projector"].split("-")]
-  backbone = ref.resnet(p["depth"], p["stem"]).to(device, memory_format=fmt)
   channels = p.get("channels", 3)
   if p.get("model") == "vit":  # the config's ViT, AdamW and gradient clipping
     v = p["vit"]
@@ -221,6 +220,7 @@ def torch_worker(p: dict) -> dict:
                        pool=v["pool"]).to(device)
     features = v["width"]
   else:
+    backbone = ref.resnet(p["depth"], p["stem"]).to(device, memory_format=fmt)
     features = 512 if p["depth"] == 18 else 2048
   proj = ref.projector([features, *widths]).to(device)
   head = torch.nn.Linear(features, p["classes"]).to(device)

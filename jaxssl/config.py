@@ -67,8 +67,9 @@ def base_config() -> ml_collections.ConfigDict:
                  keep_period=config_dict.placeholder(int), max_skipped=0,
                  # The train state on the devices: "replicated", or "fsdp" (each parameter and
                  # its optimiser state sharded over all devices on its largest axis the device
-                 # count divides, if larger than fsdp_min_mb; big_vision's fsdp rule).
-                 state_sharding="replicated", fsdp_min_mb=4.0)
+                 # count divides, if larger than fsdp_min_mb MiB; big_vision's fsdp rule, whose
+                 # 4 MiB would leave ViT-B's and ViT-L's attention kernels replicated).
+                 state_sharding="replicated", fsdp_min_mb=1.0)
   # A step that does not complete within timeout_s (None: factor x the slowest step so far,
   # at least floor_s) stops the run with the stacks of every thread (jaxssl.watchdog).
   c.watchdog = dict(timeout_s=config_dict.placeholder(float), floor_s=300.0, factor=20.0)

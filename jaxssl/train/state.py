@@ -59,7 +59,7 @@ def sharding_of(shape: jax.ShapeDtypeStruct, mesh: jax.sharding.Mesh, strategy: 
 
 def abstract_state(model, tx: optax.GradientTransformation, method, *, seed: int,
                    image_shape: tuple[int, int, int], mesh: jax.sharding.Mesh,
-                   sharding: str = "replicated", fsdp_min_mb: float = 4.0) -> TrainState:
+                   sharding: str = "replicated", fsdp_min_mb: float = 1.0) -> TrainState:
   """The state's shapes, dtypes and shardings (``sharding_of``), without computing it."""
   shapes = jax.eval_shape(_init_fn(model, tx, method, seed=seed, image_shape=image_shape))
   return jax.tree.map(lambda s: jax.ShapeDtypeStruct(
@@ -68,7 +68,7 @@ def abstract_state(model, tx: optax.GradientTransformation, method, *, seed: int
 
 def create_state(model, tx: optax.GradientTransformation, method, *, seed: int,
                  image_shape: tuple[int, int, int], mesh: jax.sharding.Mesh,
-                 sharding: str = "replicated", fsdp_min_mb: float = 4.0) -> TrainState:
+                 sharding: str = "replicated", fsdp_min_mb: float = 1.0) -> TrainState:
   """Initialise on the devices with ``abstract_state``'s shardings (never materialised on
   the host)."""
   abstract = abstract_state(model, tx, method, seed=seed, image_shape=image_shape, mesh=mesh,
