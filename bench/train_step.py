@@ -226,8 +226,10 @@ def torch_worker(p: dict) -> dict:
   head = torch.nn.Linear(features, p["classes"]).to(device)
   params = [*backbone.parameters(), *proj.parameters()]
   if p.get("model") == "vit":
-    opt = torch.optim.AdamW(params, lr=p["optim"]["lr"],
-                            weight_decay=p["optim"]["weight_decay"])
+    o = p["optim"]  # the learning rate scaled as jaxssl scales it, by this batch
+    opt = torch.optim.AdamW(params, lr=o["lr"] * (p["batch"] / 256 if o["scale_lr_by_batch"]
+                                                  else 1.0),
+                            weight_decay=o["weight_decay"])
   else:
     opt = ref.LARS(params, lr=0.2, weight_decay=1e-6, momentum=0.9, eta=0.001)
   clip = p.get("optim", {}).get("clip_norm")
@@ -292,9 +294,8 @@ def vit_settings(s: dict) -> dict:
   from jaxssl import config as config_lib  # pylint: disable=g-import-not-at-top
   c = config_lib.load(f"{ROOT / 'configs' / s['config']}.py:{s['arg']}")
   return {"vit": c.model.vit.to_dict(),
-          "optim": {"lr": c.optim.lr * (s["batches"][0] / 256 if c.optim.scale_lr_by_batch
-                                        else 1.0),
-                    "weight_decay": c.optim.weight_decay, "clip_norm": c.optim.clip_norm}}
+          "optim": {k: c.optim[k] for k in ("lr", "scale_lr_by_batch", "weight_decay",
+                                            "clip_norm")}}
 
 
 def variants(suite: str, quick: bool):

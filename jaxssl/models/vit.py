@@ -108,7 +108,7 @@ class Encoder(nn.Module):
 
   @nn.compact
   def __call__(self, x, *, train: bool):
-    rates = np.linspace(0.0, self.drop_path, self.depth) if self.depth > 1 else [0.0]
+    rates = np.linspace(0.0, self.drop_path, self.depth)  # (depth 1: [0.0])
     for i in range(self.depth):
       x = Encoder1DBlock(self.mlp_dim, self.heads, float(rates[i]), dtype=self.dtype,
                          name=f"encoderblock_{i}")(x, train=train)
