@@ -39,7 +39,8 @@ class Watchdog:
     floor_s: the least limit a derived one can be.
     factor: a derived limit is this many times the slowest step seen so far.
     advice: the last line of the message: what the user should do.
-    report_file: also write the message and the stacks there (e.g. in the workdir).
+    report_file: also write the message and the stacks there (e.g. in the workdir: a local
+      path or a ``gs://`` URL; a store that does not answer within 30 s is given up on).
     exit_fn: what ends the process (``os._exit``; tests may replace it).
     grace_s: how long process 0 of a multi-process run waits between its report and its exit;
       None: the limit, at most 30 s.
@@ -132,13 +133,27 @@ class Watchdog:
     sys.stderr.write(report)
     sys.stderr.flush()
     if self.report_file:
-      try:
-        with open(self.report_file, "w", encoding="utf-8") as f:
-          f.write(report)
-      except OSError as err:
-        sys.stderr.write(f"(could not write {self.report_file}: {err})\n")
+      _write_report(self.report_file, report)
     time.sleep(grace)
     self._exit(EXIT_STATUS)
+
+
+def _write_report(path: str, report: str, timeout_s: float = 30.0) -> None:
+  """``report`` to ``path`` through etils' epath (a disk or a bucket), in a thread: storage
+  that hangs (perhaps the very stall) must not keep the process from exiting."""
+
+  def write():
+    try:
+      from etils import epath  # pylint: disable=g-import-not-at-top
+      epath.Path(path).write_text(report, encoding="utf-8")
+    except Exception as err:  # pylint: disable=broad-except  (any store's error types)
+      sys.stderr.write(f"(could not write {path}: {type(err).__name__}: {err})\n")
+
+  writer = threading.Thread(target=write, name="watchdog-report", daemon=True)
+  writer.start()
+  writer.join(timeout_s)
+  if writer.is_alive():
+    sys.stderr.write(f"(gave up writing {path} after {timeout_s:.0f} s)\n")
 
 
 def _arm_backstop(limit: float) -> None:

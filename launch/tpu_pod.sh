@@ -1,21 +1,24 @@
 #!/usr/bin/env bash
 # Pretrain on a Cloud TPU VM pod slice, from your workstation. `setup` gives every worker this
-# checkout, a venv with JAX for TPU, and the bucket mounted with gcsfuse at /mnt/$BUCKET (the
-# workdir and TFDS data live there, seen by all workers); `train` and `evaluate` start the same
-# command on all workers at once (JAX finds the workers through the TPU metadata); `stop`
-# sends SIGTERM everywhere: the processes stop after one common step with a checkpoint, and
-# `train` with the same arguments resumes.
+# checkout and a venv with JAX for TPU; `train` and `evaluate` start the same command on all
+# workers at once (JAX finds the workers through the TPU metadata); `stop` sends SIGTERM
+# everywhere: the processes stop after one common step with a checkpoint, and `train` with the
+# same arguments resumes.
 #
 #   export TPU_NAME=my-v4-32 ZONE=us-central2-b BUCKET=my-bucket   # PROJECT=... optional
 #   bash launch/tpu_pod.sh setup
 #   bash launch/tpu_pod.sh train --config configs/vicreg_imagenet.py \
-#       --workdir /mnt/$BUCKET/runs/vicreg_imagenet
-#   bash launch/tpu_pod.sh evaluate --workdir /mnt/$BUCKET/runs/vicreg_imagenet
+#       --workdir gs://$BUCKET/runs/vicreg_imagenet
+#   bash launch/tpu_pod.sh evaluate --workdir gs://$BUCKET/runs/vicreg_imagenet
 #   bash launch/tpu_pod.sh stop
 #
+# The workdir is the bucket itself (checkpoints, metrics, TensorBoard events, the report; the
+# workers' service account writes them). TFDS datasets are read from a local directory
+# (array_record's reader opens local files only): by default gs://$BUCKET/tensorflow_datasets
+# mounted read-only with gcsfuse at /mnt/$BUCKET on every worker; DATA_DIR=/local/path (a
+# copy on each worker's disk) skips gcsfuse altogether.
 # `train` streams every worker's output and ends with the run; DETACH=1 instead leaves the
-# run going on the workers, each logging to /mnt/$BUCKET/logs/<run>-<worker>.log.
-# TFDS datasets are read from /mnt/$BUCKET/tensorflow_datasets (TFDS_DATA_DIR).
+# run going on the workers, each logging to ~/jaxssl/logs/<command>-<worker>.log there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${TPU_NAME:?set TPU_NAME to the pod slice's name}"
@@ -23,6 +26,7 @@ cd "$(dirname "$0")/.."
 : "${BUCKET:?set BUCKET to a gs:// bucket name (without gs://) for data and runs}"
 REMOTE=jaxssl
 MOUNT="/mnt/$BUCKET"
+DATA_DIR="${DATA_DIR:-$MOUNT/tensorflow_datasets}"
 
 gcloud_tpu() {
   local verb="$1"
@@ -36,11 +40,11 @@ run_everywhere() {  # run_everywhere MODULE ARGS...: the same jaxssl command on 
   local module="$1"
   shift
   local cmd
-  cmd="cd $REMOTE && TFDS_DATA_DIR=$MOUNT/tensorflow_datasets .venv/bin/python -m $module"
+  cmd="cd $REMOTE && TFDS_DATA_DIR=$DATA_DIR .venv/bin/python -m $module"
   cmd+=" --distributed=on $(printf '%q ' "$@")"
   if [[ -n "${DETACH:-}" ]]; then
-    local log="$MOUNT/logs/${module##*.}-\$(hostname).log"
-    cmd="mkdir -p $MOUNT/logs && nohup bash -c $(printf '%q' "$cmd") > $log 2>&1 &"
+    local log="$REMOTE/logs/${module##*.}-\$(hostname).log"
+    cmd="mkdir -p $REMOTE/logs && nohup bash -c $(printf '%q' "$cmd") > $log 2>&1 &"
   fi
   on_all_workers "$cmd"
 }
@@ -50,9 +54,9 @@ case "${1:-}" in
     archive="$(mktemp -d)/jaxssl.tar.gz"
     git ls-files -z | xargs -0 tar -czf "$archive"
     gcloud_tpu scp "$archive" "$TPU_NAME:jaxssl.tar.gz" --worker=all
-    on_all_workers "set -e
-      mkdir -p $REMOTE && tar -xzf jaxssl.tar.gz -C $REMOTE && cd $REMOTE
-      python3 -m venv .venv && .venv/bin/pip install -q -U 'jax[tpu]' -e .
+    mount_data=""
+    if [[ "$DATA_DIR" == "$MOUNT"/* ]]; then  # the data read through gcsfuse, read-only
+      mount_data="
       if ! command -v gcsfuse > /dev/null; then
         curl -fsSL https://packages.cloud.google.com/apt/doc/apt-key.gpg |
           sudo gpg --batch --yes --dearmor -o /usr/share/keyrings/cloud.google.gpg
@@ -61,7 +65,11 @@ case "${1:-}" in
         sudo apt-get update -q && sudo apt-get install -y -q gcsfuse
       fi
       sudo mkdir -p $MOUNT && sudo chown \$(id -u):\$(id -g) $MOUNT
-      mountpoint -q $MOUNT || gcsfuse --implicit-dirs $BUCKET $MOUNT"
+      mountpoint -q $MOUNT || gcsfuse --implicit-dirs -o ro $BUCKET $MOUNT"
+    fi
+    on_all_workers "set -e
+      mkdir -p $REMOTE && tar -xzf jaxssl.tar.gz -C $REMOTE && cd $REMOTE
+      python3 -m venv .venv && .venv/bin/pip install -q -U 'jax[tpu]' -e .$mount_data"
     ;;
   train) shift; run_everywhere jaxssl.train "$@" ;;
   evaluate) shift; run_everywhere jaxssl.evaluate "$@" ;;

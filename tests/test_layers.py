@@ -8,7 +8,7 @@ PACKAGE = pathlib.Path(__file__).parents[1] / "jaxssl"
 # Lowest first. A module may import from its own group and from any group below it.
 LAYERS = [
     ["jaxssl.errors"],
-    ["jaxssl.losses", "jaxssl.watchdog"],
+    ["jaxssl.losses", "jaxssl.watchdog", "jaxssl.storage"],
     ["jaxssl.models", "jaxssl.data", "jaxssl.distributed", "jaxssl.ica"],
     ["jaxssl.methods"],
     ["jaxssl.config"],

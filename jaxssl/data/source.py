@@ -6,18 +6,21 @@
 facts the rest of the stack needs (number of examples, image shape, number of classes). Any
 TFDS image-classification dataset prepared in ``array_record`` format works by name;
 ``fashion_mnist_idx`` (the embedded default) is prepared on first use from the local idx
-files.
+files. The data dir is a local directory (a bucket mounted with gcsfuse is one): see
+``check_data_dir``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import tensorflow_datasets as tfds
 
+from jaxssl import storage
 from jaxssl.data import fashion_mnist, mnist_5k
 from jaxssl.errors import DatasetError
 
@@ -186,6 +189,23 @@ def _split_info(info: tfds.core.DatasetInfo, name: str, split: str,
   return SplitInfo(name, split, num_examples, shape, features["label"].num_classes)
 
 
+def check_data_dir(data_dir: str | None) -> None:
+  """Refuse an object-store data dir (``data.data_dir`` or ``$TFDS_DATA_DIR``) up front.
+
+  TFDS finds the dataset there through epath, but the reader it hands the records to,
+  ``array_record``'s C++ ``ArrayRecordReader`` (what reads without TensorFlow), opens local
+  files only: given a ``gs://`` file it never returns (array_record 0.8.6)."""
+  where = data_dir or os.environ.get("TFDS_DATA_DIR")
+  if where and storage.is_object_store(where):
+    setting = "data.data_dir" if data_dir else "$TFDS_DATA_DIR"
+    raise DatasetError(
+        f"{setting}={where}: TFDS datasets are read from a local directory. array_record's "
+        "reader (TFDS's without TensorFlow) opens local files only; on a gs:// path it hangs. "
+        "Mount the bucket read-only with gcsfuse (launch/tpu_pod.sh setup does, at "
+        "/mnt/$BUCKET) or copy the dataset to local disk (gcloud storage cp -r), and point "
+        f"{setting} there. Workdirs may be gs:// URLs.")
+
+
 def open_split(name: str, split: str, *, data_dir: str | None = None,
                in_memory: bool = False) -> tuple[Any, SplitInfo]:
   """A random-access source of one split and its ``SplitInfo``.
@@ -193,6 +213,7 @@ def open_split(name: str, split: str, *, data_dir: str | None = None,
   ``in_memory`` reads the whole split once into NumPy arrays (fixed-size images only): the
   right choice for Fashion-MNIST and CIFAR, whose train splits are 47-150 MB.
   """
+  check_data_dir(data_dir)
   if name in LOCAL_BUILDERS:
     data, info = _local(name, split, data_dir)
   else:

@@ -1,12 +1,14 @@
-"""The evaluation report of a run: ``eval.json``, ``report.md`` and PNG plots."""
+"""The evaluation report of a run: ``eval.json``, ``report.md`` and PNG plots (in a directory
+or a bucket: ``jaxssl.storage``)."""
 
 from __future__ import annotations
 
+import io
 import json
-import pathlib
 
 import numpy as np
 
+from jaxssl import storage
 from jaxssl.evaluate import evaluators
 
 def _cell(name: str, value: float) -> str:
@@ -28,14 +30,14 @@ def table(results: dict[str, dict[str, float]]) -> str:
   return "\n".join(lines)
 
 
-def _read_metrics(workdir: pathlib.Path) -> list[dict]:
+def _read_metrics(workdir: storage.Path) -> list[dict]:
   path = workdir / "metrics.jsonl"
   if not path.is_file():
     return []
   return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def plot_spectra(spectra: dict[str, np.ndarray], path: pathlib.Path) -> None:
+def plot_spectra(spectra: dict[str, np.ndarray], path: storage.Path) -> None:
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
@@ -47,9 +49,17 @@ def plot_spectra(spectra: dict[str, np.ndarray], path: pathlib.Path) -> None:
   ax.set_ylabel("covariance eigenvalue / largest")
   ax.set_title("Embedding covariance spectrum (test split)")
   ax.legend()
+  _save(fig, path)
+
+
+def _save(fig, path: storage.Path) -> None:
+  """The figure as a PNG at ``path`` (Matplotlib writes local files only: through memory)."""
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   fig.tight_layout()
-  fig.savefig(path, dpi=100)
+  png = io.BytesIO()
+  fig.savefig(png, format="png", dpi=100)
   plt.close(fig)
+  path.write_bytes(png.getvalue())
 
 
 def _series(metrics: list[dict], *names: str) -> list[tuple[int, float]]:
@@ -63,7 +73,7 @@ def _series(metrics: list[dict], *names: str) -> list[tuple[int, float]]:
   return out
 
 
-def plot_curves(metrics: list[dict], path: pathlib.Path) -> bool:
+def plot_curves(metrics: list[dict], path: storage.Path) -> bool:
   loss = _series(metrics, "loss")
   if not loss:
     return False
@@ -84,13 +94,11 @@ def plot_curves(metrics: list[dict], path: pathlib.Path) -> bool:
   ax_acc.set_xlabel("step")
   ax_acc.set_ylabel("accuracy")
   ax_acc.legend()
-  fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
+  _save(fig, path)
   return True
 
 
-def plot_map(features: np.ndarray, labels: np.ndarray, path: pathlib.Path, *, examples: int,
+def plot_map(features: np.ndarray, labels: np.ndarray, path: storage.Path, *, examples: int,
              seed: int = 0) -> int:
   """A 2-D map of ``examples`` test features (strided over the split) coloured by label:
   scikit-learn's t-SNE (perplexity 30, PCA initialisation) on the standardised features.
@@ -111,13 +119,11 @@ def plot_map(features: np.ndarray, labels: np.ndarray, path: pathlib.Path, *, ex
   ax.set_title(f"t-SNE of {len(x)} test features, coloured by label")
   ax.set_xticks([])
   ax.set_yticks([])
-  fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
+  _save(fig, path)
   return len(x)
 
 
-def write(out_dir: pathlib.Path, workdir: pathlib.Path, summary: dict,
+def write(out_dir: storage.Path, workdir: storage.Path, summary: dict,
           spectra: dict[str, np.ndarray], *, embedding: tuple[np.ndarray, np.ndarray] | None = None,
           map_examples: int = 0, seed: int = 0) -> None:
   """``eval.json`` first (the numbers are never lost to a plot), then the PNGs and

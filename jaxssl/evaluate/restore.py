@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-import pathlib
+import os
 
 import jax
 import jax.numpy as jnp
@@ -78,12 +78,13 @@ def variables(state) -> dict:
   return {"params": state.params, "batch_stats": state.batch_stats}
 
 
-def load_encoder(workdir: str | pathlib.Path, step: int | None = None,
+def load_encoder(workdir: str | os.PathLike, step: int | None = None,
                  devices=None, config=None) -> Encoder:
-  """The encoder of the run in ``workdir`` at ``step`` (default: the latest checkpoint),
-  restored onto ``devices`` (default: all of the caller's, whatever their count or topology
-  in training) from the config saved with the run (or ``config``: that config with other
-  evaluation settings, see ``jaxssl.evaluate.run.evaluation_config``)."""
+  """The encoder of the run in ``workdir`` (a directory or a ``gs://`` URL) at ``step``
+  (default: the latest checkpoint), restored onto ``devices`` (default: all of the caller's,
+  whatever their count or topology in training) from the config saved with the run (or
+  ``config``: that config with other evaluation settings, see
+  ``jaxssl.evaluate.run.evaluation_config``)."""
   config = checkpoint.read_config(workdir) if config is None else config
   run = run_lib.Run(config, devices=devices, training=False)
   mngr = checkpoint.manager(workdir, read_only=True)
@@ -97,7 +98,7 @@ def load_encoder(workdir: str | pathlib.Path, step: int | None = None,
 def random_encoder(config, devices=None) -> Encoder:
   """The run's architecture freshly initialised (with the run's seed): the baseline that shows
   what pretraining added. ``config``: a run config or a workdir."""
-  if isinstance(config, (str, pathlib.Path)):
+  if isinstance(config, (str, os.PathLike)):
     config = checkpoint.read_config(config)
   run = run_lib.Run(config, devices=devices, training=False)
   return Encoder(run, variables(run.init_state()), 0)

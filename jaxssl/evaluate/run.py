@@ -5,7 +5,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import dataclasses
-import pathlib
+import os
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -14,6 +14,7 @@ import ml_collections
 import numpy as np
 
 from jaxssl import distributed
+from jaxssl import storage
 from jaxssl.evaluate import diagnostics, report
 from jaxssl.evaluate import evaluators as evaluators_lib
 from jaxssl.errors import ConfigError
@@ -52,7 +53,7 @@ def evaluate_encoder(encoder: Encoder, chosen: Sequence[str] | None = None, *,
                     labels)
 
 
-def evaluation_config(workdir: str | pathlib.Path, settings: dict[str, Any] | None = None
+def evaluation_config(workdir: str | os.PathLike, settings: dict[str, Any] | None = None
                       ) -> ml_collections.ConfigDict:
   """The config saved with the run in ``workdir``, with evaluation ``settings`` changed:
   ``{"evals.linear.epochs": 10}`` (keys under ``eval.`` or ``evals.``; a string value is read
@@ -82,8 +83,8 @@ def evaluation_config(workdir: str | pathlib.Path, settings: dict[str, Any] | No
   return c
 
 
-def evaluate(workdir: str | pathlib.Path, *, step: int | None = None,
-             out_dir: str | pathlib.Path | None = None, random_baseline: bool | None = None,
+def evaluate(workdir: str | os.PathLike, *, step: int | None = None,
+             out_dir: str | os.PathLike | None = None, random_baseline: bool | None = None,
              chosen: Sequence[str] | None = None,
              examples: tuple[int | None, int | None] = (None, None),
              settings: dict[str, Any] | None = None) -> dict:
@@ -94,7 +95,8 @@ def evaluate(workdir: str | pathlib.Path, *, step: int | None = None,
   ``eval.json``, ``report.md`` and plots to ``out_dir`` (default ``workdir/eval``, from
   process 0) and returns the summary. ``settings``: evaluation settings to change (see
   ``evaluation_config``)."""
-  workdir = pathlib.Path(workdir)
+  workdir = checkpoint.workdir_path(workdir)
+  out_dir = storage.resolve(out_dir, what="--out") if out_dir else workdir / "eval"
   start = time.perf_counter()
   c = evaluation_config(workdir, settings)
   evaluators_lib.build(c, chosen)  # bad names and settings fail before anything is restored
@@ -121,7 +123,7 @@ def evaluate(workdir: str | pathlib.Path, *, step: int | None = None,
              "seconds": time.perf_counter() - start}
   if distributed.is_main_process():
     pretrained = evaluations["pretrained"]
-    report.write(pathlib.Path(out_dir) if out_dir else workdir / "eval", workdir, summary,
+    report.write(out_dir, workdir, summary,
                  {name: e.spectrum for name, e in evaluations.items()},
                  embedding=(pretrained.features, pretrained.labels),
                  map_examples=c.eval.map_examples, seed=c.seed)

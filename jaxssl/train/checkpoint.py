@@ -7,13 +7,14 @@ Layout of a workdir::
     workdir/checkpoints/<step>/ state (params, batch_stats, opt_state, method_state, step)
                                 and data (grain iterator state)
     workdir/metrics.jsonl       one line of metrics per log step
+
+A workdir is a local directory or a ``gs://`` URL (``jaxssl.storage``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import pathlib
 
 import grain
 from absl import logging as absl_logging
@@ -22,23 +23,19 @@ import ml_collections
 import orbax.checkpoint as ocp
 
 from jaxssl import config as config_lib
+from jaxssl import storage
 from jaxssl.errors import CheckpointError
 
 CONFIG_FILE = "config.json"
 CHECKPOINT_DIR = "checkpoints"
 
 
-def workdir_path(workdir: str | pathlib.Path) -> pathlib.Path:
-  """``workdir`` as a local path; object-store URLs are refused with how to use them."""
-  if "://" in str(workdir):
-    raise CheckpointError(
-        f"--workdir {workdir}: jaxssl writes runs through filesystem paths, not URLs. Mount "
-        "the bucket (gcsfuse --implicit-dirs BUCKET /mnt/BUCKET; launch/tpu_pod.sh setup "
-        "does it on every TPU worker) and pass /mnt/BUCKET/... instead.")
-  return pathlib.Path(workdir)
+def workdir_path(workdir: str | storage.Path) -> storage.Path:
+  """``workdir`` as a path (local, or ``gs://``), checked before anything is written."""
+  return storage.resolve(workdir, what="--workdir")
 
 
-def manager(workdir: str | pathlib.Path, *, keep: int = 3, keep_period: int | None = None,
+def manager(workdir: str | storage.Path, *, keep: int = 3, keep_period: int | None = None,
             read_only: bool = False) -> ocp.CheckpointManager:
   if read_only:  # the options Orbax would otherwise reset, warning each time (issue 23)
     options = ocp.CheckpointManagerOptions(max_to_keep=None, save_interval_steps=0,
@@ -46,7 +43,7 @@ def manager(workdir: str | pathlib.Path, *, keep: int = 3, keep_period: int | No
                                            read_only=True)
   else:
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, keep_period=keep_period)
-  directory = pathlib.Path(workdir).absolute() / CHECKPOINT_DIR
+  directory = workdir_path(workdir) / CHECKPOINT_DIR
   # Orbax logs "Given directory is read only" for every read-only manager: true, not news.
   with _quiet_absl() if read_only else contextlib.nullcontext():
     return ocp.CheckpointManager(directory, options=options)
@@ -91,7 +88,7 @@ def restore(mngr: ocp.CheckpointManager, abstract_state, data_iterator=None,
   return restored["state"]
 
 
-def _restore_position(directory: pathlib.Path, data_iterator) -> None:
+def _restore_position(directory: storage.Path, data_iterator) -> None:
   """Move ``data_iterator`` to the position saved in ``directory`` by grain's checkpoint
   handler (one ``process_<i>-of-<n>.json`` per process).
 
@@ -99,7 +96,7 @@ def _restore_position(directory: pathlib.Path, data_iterator) -> None:
   one global batch per step; see ``jaxssl.data.loader``), so the position saved by any
   process count serves any other; the files are checked to agree.
   """
-  files = sorted(pathlib.Path(directory).glob("process_*-of-*.json"))
+  files = sorted(directory.glob("process_*-of-*.json"))
   if not files:
     raise CheckpointError(f"{directory} holds no data-iterator position (process_*.json); "
                           "the checkpoint is incomplete.")
@@ -117,13 +114,15 @@ def _restore_position(directory: pathlib.Path, data_iterator) -> None:
 
 def restore_latest(mngr: ocp.CheckpointManager, abstract_state, data_iterator=None):
   """``restore`` of the latest complete checkpoint (Orbax finalises a save by renaming its
-  temporary directory, so a save cut short is never listed). If it cannot be read, the error
-  names it and the next older checkpoint that can, with how to resume from that one."""
+  temporary directory, on an object store by writing ``commit_success.txt`` last, so a save
+  cut short is never listed). If it cannot be read, the error names it and the next older
+  checkpoint that can, with how to resume from that one."""
   steps = sorted(mngr.all_steps(), reverse=True)
   try:
     return restore(mngr, abstract_state, data_iterator, step=steps[0])
   except CheckpointError as err:
     bad = mngr.directory / str(steps[0])
+    aside = mngr.directory.parent / f"bad_checkpoint_{steps[0]}"
     for older in steps[1:]:
       try:
         restore(mngr, abstract_state, None, step=older)
@@ -132,7 +131,7 @@ def restore_latest(mngr: ocp.CheckpointManager, abstract_state, data_iterator=No
       raise CheckpointError(
           f"{err}\nThe next older checkpoint, {mngr.directory / str(older)}, restores. To "
           f"resume from it, move the bad one out of the way (nothing is deleted):\n"
-          f"    mv {bad} {bad.parent.parent / f'bad_checkpoint_{steps[0]}'}\n"
+          f"    {storage.move_command(bad, aside)}\n"
           "and run the same command again.") from err
     raise CheckpointError(f"{err}\nNo older checkpoint in {mngr.directory} restores "
                           "either.") from err
@@ -143,9 +142,9 @@ def _first_line(err: BaseException) -> str:
   return text.splitlines()[0][:500] if text else ""
 
 
-def locate(path: str) -> tuple[pathlib.Path, int | None]:
+def locate(path: str) -> tuple[storage.Path, int | None]:
   """``init_from``: a workdir (its latest checkpoint) or ``<workdir>/checkpoints/<step>``."""
-  p = pathlib.Path(path).absolute()
+  p = storage.resolve(path, what="config.init_from")
   if (p / CHECKPOINT_DIR).is_dir():
     return p, None
   if p.parent.name == CHECKPOINT_DIR and p.name.isdigit() and p.is_dir():
@@ -190,13 +189,13 @@ def check_compatible(saved: ml_collections.ConfigDict, config: ml_collections.Co
         f"{k}={new.get(k)!r} (was {old.get(k)!r})" for k in notable), flush=True)
 
 
-def write_config(workdir: str | pathlib.Path, config: ml_collections.ConfigDict) -> None:
-  path = pathlib.Path(workdir) / CONFIG_FILE
+def write_config(workdir: str | storage.Path, config: ml_collections.ConfigDict) -> None:
+  path = workdir_path(workdir) / CONFIG_FILE
   path.parent.mkdir(parents=True, exist_ok=True)
   path.write_text(config.to_json_best_effort(indent=2, sort_keys=True))
 
 
-def read_config(workdir: str | pathlib.Path) -> ml_collections.ConfigDict:
+def read_config(workdir: str | storage.Path) -> ml_collections.ConfigDict:
   path = workdir_path(workdir) / CONFIG_FILE
   if not path.is_file():
     raise CheckpointError(f"{path} not found: {workdir} is not a jaxssl run directory (it "

@@ -5,7 +5,6 @@ checkpoint."""
 from __future__ import annotations
 
 import os
-import pathlib
 import signal
 import threading
 import time
@@ -17,6 +16,7 @@ import tqdm
 from jax.experimental import multihost_utils
 
 from jaxssl import distributed
+from jaxssl import storage
 from jaxssl import watchdog as watchdog_lib
 from jaxssl.data import loader
 from jaxssl.evaluate import evaluators
@@ -98,7 +98,7 @@ def _start_state(run: run_lib.Run, mngr, data_iter):
   return run.init_state()
 
 
-def training_watchdog(c: ml_collections.ConfigDict, workdir: pathlib.Path
+def training_watchdog(c: ml_collections.ConfigDict, workdir: storage.Path
                       ) -> watchdog_lib.Watchdog:
   """The run's stall watchdog (config section ``watchdog``), reporting to the workdir too."""
   return watchdog_lib.Watchdog(
@@ -112,7 +112,7 @@ def training_watchdog(c: ml_collections.ConfigDict, workdir: pathlib.Path
              "watchdog.timeout_s sets the limit).")
 
 
-def _open(config: ml_collections.ConfigDict, workdir: pathlib.Path, devices):
+def _open(config: ml_collections.ConfigDict, workdir: storage.Path, devices):
   """The run, the evaluators it runs as it trains, its checkpoint manager, the data iterator
   and the state to start from (see ``_start_state``); the workdir's config is checked against
   ``config`` and written."""
@@ -149,9 +149,10 @@ def _log_scalars(run: run_lib.Run, monitor: Monitor, state, *, steps: int, secon
   return scalars
 
 
-def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
+def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
           devices=None) -> dict[str, Any]:
-  """Train on ``devices`` (default: all), resuming ``workdir`` if it holds checkpoints;
+  """Train on ``devices`` (default: all), resuming ``workdir`` (a directory or a ``gs://``
+  URL) if it holds checkpoints;
   returns the metrics of the last log step under their written (flat) names, plus
   ``stopped_by`` (a signal's name) when a SIGTERM or SIGINT ended the run early after a
   final checkpoint."""

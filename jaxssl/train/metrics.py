@@ -1,18 +1,19 @@
 """What a run reports as it trains: the step's nested metrics kept on the device until they
 are needed, checked for non-finite values, averaged over the log interval, flattened to
-``section/name`` and written to ``metrics.jsonl`` and TensorBoard."""
+``section/name`` and written to ``metrics.jsonl`` and TensorBoard (on a local disk or in a
+bucket: ``jaxssl.storage``)."""
 
 from __future__ import annotations
 
 import json
 import math
-import pathlib
 from typing import Any
 
 import jax
 import numpy as np
 
 from jaxssl import distributed
+from jaxssl import storage
 from jaxssl.errors import NonFiniteError
 
 METRICS_FILE = "metrics.jsonl"
@@ -22,12 +23,11 @@ class MetricWriter:
   """Scalars to ``metrics.jsonl`` and TensorBoard event files (tensorboardX, no TensorFlow),
   from process 0 only."""
 
-  def __init__(self, workdir: pathlib.Path, first_step: int = 0):
+  def __init__(self, workdir: storage.Path, first_step: int = 0):
     self.active = distributed.is_main_process()
     if self.active:
       import tensorboardX  # pylint: disable=g-import-not-at-top
-      _truncate_metrics(workdir, first_step)
-      self._jsonl = open(workdir / METRICS_FILE, "a", encoding="utf-8")
+      self._jsonl = JsonLines(workdir / METRICS_FILE, keep_through=first_step)
       # purge_step: TensorBoard hides events at or after it written by the crashed attempt.
       self._tb = tensorboardX.SummaryWriter(str(workdir / "tensorboard"),
                                             purge_step=first_step or None)
@@ -36,8 +36,7 @@ class MetricWriter:
     """``scalars``: flat names (``flatten``) to numbers."""
     if not self.active:
       return
-    self._jsonl.write(json.dumps({"step": step, **scalars}) + "\n")
-    self._jsonl.flush()
+    self._jsonl.write({"step": step, **scalars})
     for name, value in scalars.items():
       self._tb.add_scalar(name, value, step)
 
@@ -123,15 +122,44 @@ def progress_fields(scalars: dict[str, Any]) -> dict[str, float]:
   return {k: v for k, v in fields.items() if v is not None}
 
 
-def _truncate_metrics(workdir: pathlib.Path, step: int) -> None:
-  """Drop the log lines after ``step`` (written before a crash, to be written again)."""
-  path = workdir / METRICS_FILE
-  if not path.exists():
-    return
-  lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-  keep = [line for line in lines if line.strip() and json.loads(line)["step"] <= step]
-  if len(keep) != len(lines):
-    path.write_text("".join(keep), encoding="utf-8")
+class JsonLines:
+  """``metrics.jsonl``: one JSON line per log step, readable while the run goes on. Opening it
+  drops the lines after step ``keep_through`` (written by an attempt that crashed after its
+  last checkpoint; they are written again).
+
+  On a disk each line is appended and flushed. An object store has no append: there the log
+  is kept in memory and the whole object rewritten at each write, which the store does
+  atomically (a reader, or a crash, finds the old or the new log, never half a line). A log
+  step is seconds apart at least and a log line under a kilobyte, so the rewrite stays small
+  next to the step (10,000 log steps: a 10 MB object).
+  """
+
+  def __init__(self, path: storage.Path, keep_through: int):
+    self.path = path
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True) if path.exists() else []
+    # (A last line without its newline was cut short by a crash.)
+    kept = [line for line in lines if line.strip() and line.endswith("\n")
+            and json.loads(line)["step"] <= keep_through]
+    self._remote = storage.is_object_store(path)
+    if kept != lines:
+      path.write_text("".join(kept), encoding="utf-8")
+    if self._remote:
+      self._lines = kept
+    else:
+      self._file = path.open("a", encoding="utf-8")
+
+  def write(self, record: dict[str, Any]) -> None:
+    line = json.dumps(record) + "\n"
+    if self._remote:
+      self._lines.append(line)
+      self.path.write_text("".join(self._lines), encoding="utf-8")
+    else:
+      self._file.write(line)
+      self._file.flush()
+
+  def close(self) -> None:
+    if not self._remote:
+      self._file.close()
 
 
 def _say(message: str) -> None:
