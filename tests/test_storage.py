@@ -19,6 +19,7 @@ from jaxssl import errors, storage, watchdog
 from jaxssl.data import source
 from jaxssl.train import checkpoint, metrics, run as run_lib
 from tests.gcs_emulator import Emulator
+from tests.train.test_resume import KILL_IN_SAVE  # dies once a save has started
 
 ROOT = pathlib.Path(__file__).parents[1]
 STEPS, EVERY = 24, 8
@@ -154,21 +155,6 @@ def test_the_watchdog_report_is_written_to_a_bucket(gcs):
 
 
 # --- whole runs against the emulator (slow) ---------------------------------------------------
-
-KILL_IN_SAVE = """
-import os, signal, sys
-from jaxssl.train import checkpoint
-real_save = checkpoint.save
-def save(mngr, step, *args, **kwargs):
-  real_save(mngr, step, *args, **kwargs)
-  if step == {step}:  # the asynchronous write has started: die before it is committed
-    os.kill(os.getpid(), signal.SIGKILL)
-checkpoint.save = save
-sys.argv = ["jaxssl.train"] + sys.argv[1:]
-from absl import app
-from jaxssl.train import __main__ as main
-app.run(main.main)
-"""
 
 
 @pytest.mark.slow
