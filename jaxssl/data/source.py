@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import tensorflow_datasets as tfds
+from array_record.python import array_record_data_source
 
 from jaxssl import storage
 from jaxssl.data import fashion_mnist, mnist_5k
@@ -194,7 +195,8 @@ def check_data_dir(data_dir: str | None) -> None:
 
   TFDS finds the dataset there through epath, but the reader it hands the records to,
   ``array_record``'s C++ ``ArrayRecordReader`` (what reads without TensorFlow), opens local
-  files only: given a ``gs://`` file it never returns (array_record 0.8.6)."""
+  files only, and given a path it cannot open (any ``gs://`` one) it never returns
+  (array_record 0.8.6)."""
   where = data_dir or os.environ.get("TFDS_DATA_DIR")
   if where and storage.is_object_store(where):
     setting = "data.data_dir" if data_dir else "$TFDS_DATA_DIR"
@@ -204,6 +206,21 @@ def check_data_dir(data_dir: str | None) -> None:
         "Mount the bucket read-only with gcsfuse (launch/tpu_pod.sh setup does, at "
         "/mnt/$BUCKET) or copy the dataset to local disk (gcloud storage cp -r), and point "
         f"{setting} there. Workdirs may be gs:// URLs.")
+
+
+def _check_files(data, name: str, split: str) -> None:
+  """Every file of the split is there: array_record waits forever on one that is not (see
+  ``check_data_dir``), so a shard deleted or never copied would hang the first read."""
+  if not isinstance(getattr(data, "data_source", None),
+                    array_record_data_source.ArrayRecordDataSource):
+    return  # (tfds.testing.mock_data's sources read no files)
+  instructions = tfds.core.data_sources.base.file_instructions(data.dataset_info, data.split)
+  missing = [i.filename for i in instructions if not os.path.exists(i.filename)]
+  if missing:
+    raise DatasetError(
+        f"Split {split!r} of dataset {name!r} lists {len(instructions)} files and "
+        f"{len(missing)} of them are missing, e.g. {missing[0]}. Copy the whole dataset "
+        "directory again, or delete it and prepare the dataset anew.")
 
 
 def open_split(name: str, split: str, *, data_dir: str | None = None,
@@ -218,6 +235,7 @@ def open_split(name: str, split: str, *, data_dir: str | None = None,
     data, info = _local(name, split, data_dir)
   else:
     data, info = _tfds(name, split, data_dir)
+  _check_files(data, name, split)
   split_info = _split_info(info, name, split, len(data))
   if in_memory:
     if not split_info.fixed_size:

@@ -140,3 +140,15 @@ def test_an_unprepared_tfds_dataset_says_how_to_prepare_it(tmp_path, variant_fol
     (tmp_path / "cifar10" / "3.0.2").mkdir(parents=True)
   with pytest.raises(source.DatasetError, match=r"(?s)not prepared.*tfds build cifar10"):
     source.open_split("cifar10", "train", data_dir=str(tmp_path))
+
+
+def test_a_missing_shard_is_an_error_not_a_hang(fmnist_data_dir, tmp_path):
+  # array_record's reader never returns on a file it cannot open: the files are checked first.
+  import shutil  # pylint: disable=g-import-not-at-top
+  copy = tmp_path / "tfds"
+  shutil.copytree(fmnist_data_dir, copy)
+  shard = next((copy / "fashion_mnist_idx").rglob("*-test.array_record-*"))
+  shard.unlink()
+  with pytest.raises(source.DatasetError, match="1 of them are missing") as err:
+    source.open_split("fashion_mnist_idx", "test", data_dir=str(copy))
+  assert str(shard) in str(err.value)
