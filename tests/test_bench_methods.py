@@ -97,6 +97,16 @@ def test_vit_runs_configure_their_optimisers():
   assert (lars.optim.name, lars.optim.clip_norm) == ("lars", None)
 
 
+def test_wide_runs_train_the_defaults_cnn_for_the_tables_length():
+  runs = bench_methods.plan(["wide"], [0])
+  assert [r.random_init for r in runs] == [True] + [False] * len(bench_methods.WIDE_METHODS)
+  for run in runs:
+    c = bench_methods._configure(  # pylint: disable=protected-access
+        bench_methods.Run(**json.loads(json.dumps(run.__dict__))), False, None)
+    assert (c.train.epochs, c.model.widths) == (3, (32, 64, 128, 512))
+  assert [r.label for r in runs[1:]] == ["vicreg", "info_vicreg_pairdist"]
+
+
 def test_two_drivers_fill_one_results_file(tmp_path):
   """Each driver's save merges its new run into the file as it is, not as it read it."""
   path = tmp_path / "methods.json"
