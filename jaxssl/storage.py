@@ -29,7 +29,7 @@ import os
 import fsspec
 from etils import epath
 
-from jaxssl.errors import CheckpointError, UserError
+from jaxssl.errors import CheckpointError
 
 Path = epath.Path
 
@@ -55,23 +55,24 @@ def is_object_store(path: str | os.PathLike) -> bool:
   return scheme(path) is not None
 
 
-def resolve(path: str | os.PathLike, *, what: str = "--workdir",
-            error: type[UserError] = CheckpointError) -> Path:
+def resolve(path: str | os.PathLike, *, what: str = "--workdir") -> Path:
   """``path`` as an ``epath.Path`` (absolute if local), after checking that it can be used:
-  a URL scheme jaxssl writes to, credentials, and an existing bucket. ``what`` names the
-  setting in the error (raised as ``error``) before anything is read or written."""
+  a URL scheme jaxssl writes to, credentials, and an existing bucket. A ``CheckpointError``
+  names the setting (``what``) and the path before anything is read or written."""
   kind = scheme(path)
   if kind is None:
     return Path(os.path.abspath(os.fspath(path)))
   text = os.fspath(path)
   if kind not in SCHEMES:
-    raise error(f"{what} {text}: jaxssl reads and writes {', '.join(s + '://' for s in SCHEMES)}"
-                f" URLs and local paths, not {kind}://. Mount the store as a directory (e.g. "
-                "s3fs, blobfuse2) and pass its local path instead.")
+    supported = ", ".join(f"{s}://" for s in SCHEMES)
+    raise CheckpointError(
+        f"{what} {text}: jaxssl reads and writes {supported} URLs and local paths, not "
+        f"{kind}://. Mount the store as a directory (e.g. s3fs, blobfuse2) and pass its local "
+        "path instead.")
   bucket = text[len("gs://"):].split("/", 1)[0]
   if not bucket:
-    raise error(f"{what} {text}: no bucket named; write gs://BUCKET/path/to/run.")
-  _check_bucket(bucket, what, text, error)
+    raise CheckpointError(f"{what} {text}: no bucket named; write gs://BUCKET/path/to/run.")
+  _check_bucket(bucket, what, text)
   return Path(text.rstrip("/"))
 
 
@@ -100,11 +101,11 @@ def _checked(bucket: str) -> str | None:
   return None
 
 
-def _check_bucket(bucket: str, what: str, path: str, error: type[UserError]) -> None:
+def _check_bucket(bucket: str, what: str, path: str) -> None:
   problem = _checked(bucket)
   if problem:
     _checked.cache_clear()  # a fixed problem (a bucket created meanwhile) is seen next time
-    raise error(f"{what} {path}: {problem} Nothing was written.")
+    raise CheckpointError(f"{what} {path}: {problem} Nothing was written.")
 
 
 def connect_emulator() -> None:
