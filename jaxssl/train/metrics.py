@@ -129,9 +129,9 @@ class JsonLines:
 
   On a disk each line is appended and flushed. An object store has no append: there the log
   is kept in memory and the whole object rewritten at each write, which the store does
-  atomically (a reader, or a crash, finds the old or the new log, never half a line). A log
-  step is seconds apart at least and a log line under a kilobyte, so the rewrite stays small
-  next to the step (10,000 log steps: a 10 MB object).
+  atomically (a reader, or a crash, finds the old or the new log, never half a line). Each
+  log step then uploads the whole log, under a kilobyte a line (10,000 log steps: a 10 MB
+  object); ``train.log_every`` keeps that small next to the steps between two logs.
   """
 
   def __init__(self, path: storage.Path, keep_through: int):
