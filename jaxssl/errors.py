@@ -29,3 +29,10 @@ class DistributedError(UserError, RuntimeError):
 
 class NonFiniteError(UserError, FloatingPointError):
   """A loss term or the gradient norm went NaN or inf."""
+
+
+def first_line(err: BaseException, limit: int = 500) -> str:
+  """The first line of ``err``'s message, at most ``limit`` characters: what a one-paragraph
+  error quotes of a library's exception."""
+  text = str(err).strip()
+  return text.splitlines()[0][:limit] if text else ""

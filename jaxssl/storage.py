@@ -29,7 +29,7 @@ import os
 import fsspec
 from etils import epath
 
-from jaxssl.errors import CheckpointError
+from jaxssl.errors import CheckpointError, first_line
 
 Path = epath.Path
 
@@ -93,7 +93,7 @@ def _checked(bucket: str) -> str | None:
   try:
     exists = Path(f"gs://{bucket}").exists()
   except Exception as err:  # pylint: disable=broad-except  (gcsfs, aiohttp, auth: many types)
-    return f"the bucket cannot be reached ({type(err).__name__}: {_first_line(err)})."
+    return f"the bucket cannot be reached ({type(err).__name__}: {first_line(err, 300)})."
   if not exists:
     return (f"the bucket gs://{bucket} does not exist (or these credentials cannot see it). "
             f"Create it (gcloud storage buckets create gs://{bucket} --location=REGION) or "
@@ -124,8 +124,3 @@ def move_command(source: Path, target: Path) -> str:
   if is_object_store(source):
     return f"gcloud storage mv {source} {target}"
   return f"mv {source} {target}"
-
-
-def _first_line(err: BaseException) -> str:
-  text = str(err).strip()
-  return text.splitlines()[0][:300] if text else ""

@@ -13,7 +13,6 @@ hundred requests the pipe is full and the server stops answering. Here the log g
 from __future__ import annotations
 
 import json
-import os
 import pathlib
 import platform
 import socket
@@ -107,7 +106,3 @@ class Emulator:
 
   def __exit__(self, *exc) -> None:
     self.stop()
-
-
-def environ_with(emulator: Emulator) -> dict[str, str]:
-  return {**os.environ, **emulator.env}

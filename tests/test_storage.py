@@ -9,6 +9,7 @@ import pathlib
 import signal
 import subprocess
 import sys
+from unittest import mock
 
 import jax
 import numpy as np
@@ -27,26 +28,16 @@ STEPS, EVERY = 24, 8
 
 @pytest.fixture(scope="module")
 def gcs():
-  """The emulator, with bucket ``bkt``, as this process's GCS too."""
-  with Emulator() as emulator:
+  """The emulator, with bucket ``bkt``, as this process's GCS too (the environment restored
+  whole afterwards, the variables ``connect_emulator`` derives included)."""
+  with Emulator() as emulator, mock.patch.dict(os.environ, emulator.env):
     emulator.create_bucket("bkt")
-    previous = {k: os.environ.get(k) for k in
-                (*emulator.env, storage.TENSORSTORE_ENV, "GOOGLE_AUTH_TOKEN_FOR_TESTING")}
-    os.environ.update(emulator.env)
-    for key in previous:
-      if key not in emulator.env:
-        os.environ.pop(key, None)
+    for key in (storage.TENSORSTORE_ENV, "GOOGLE_AUTH_TOKEN_FOR_TESTING"):
+      os.environ.pop(key, None)  # derived from the emulator's address below
     storage.connect_emulator()
     storage._checked.cache_clear()  # pylint: disable=protected-access
-    try:
-      yield emulator
-    finally:
-      for key, value in previous.items():
-        if value is None:
-          os.environ.pop(key, None)
-        else:
-          os.environ[key] = value
-      storage._checked.cache_clear()  # pylint: disable=protected-access
+    yield emulator
+  storage._checked.cache_clear()  # pylint: disable=protected-access
 
 
 def command(workdir, data_dir, *overrides):

@@ -24,7 +24,7 @@ import orbax.checkpoint as ocp
 
 from jaxssl import config as config_lib
 from jaxssl import storage
-from jaxssl.errors import CheckpointError
+from jaxssl.errors import CheckpointError, first_line
 
 CONFIG_FILE = "config.json"
 CHECKPOINT_DIR = "checkpoints"
@@ -82,7 +82,7 @@ def restore(mngr: ocp.CheckpointManager, abstract_state, data_iterator=None,
         state=ocp.args.StandardRestore(abstract_state)))
   except Exception as err:  # Orbax and TensorStore raise many types for bad files.
     raise CheckpointError(f"Checkpoint {mngr.directory / str(step)} cannot be restored: "
-                          f"{type(err).__name__}: {_first_line(err)}") from err
+                          f"{type(err).__name__}: {first_line(err)}") from err
   if data_iterator is not None:
     _restore_position(mngr.directory / str(step) / "data", data_iterator)
   return restored["state"]
@@ -135,11 +135,6 @@ def restore_latest(mngr: ocp.CheckpointManager, abstract_state, data_iterator=No
           "and run the same command again.") from err
     raise CheckpointError(f"{err}\nNo older checkpoint in {mngr.directory} restores "
                           "either.") from err
-
-
-def _first_line(err: BaseException) -> str:
-  text = str(err).strip()
-  return text.splitlines()[0][:500] if text else ""
 
 
 def locate(path: str) -> tuple[storage.Path, int | None]:
