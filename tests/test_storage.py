@@ -126,10 +126,12 @@ def test_a_bucket_data_dir_is_refused_up_front():
 @pytest.mark.parametrize("where", ["local", "bucket"])
 def test_the_metrics_log_drops_lines_after_the_checkpoint_and_rewrites_in_place(gcs, tmp_path,
                                                                                where):
-  path = (epath.Path(tmp_path) if where == "local" else epath.Path("gs://bkt/logs/a")) / "m.jsonl"
+  workdir = epath.Path(tmp_path) if where == "local" else epath.Path("gs://bkt/logs/a")
+  path = workdir / metrics.METRICS_FILE
   path.parent.mkdir(parents=True, exist_ok=True)
   path.write_text("".join(json.dumps({"step": s}) + "\n" for s in (1, 2, 3, 4))
                   + '{"step": 5, "lo')  # a line cut short by a crash
+  assert [r["step"] for r in metrics.read(workdir)] == [1, 2, 3, 4]  # (the evaluation report)
   log = metrics.JsonLines(path, keep_through=2)
   assert [json.loads(line)["step"] for line in path.read_text().splitlines()] == [1, 2]
   log.write({"step": 3, "loss": 1.0})

@@ -10,6 +10,7 @@ import numpy as np
 
 from jaxssl import storage
 from jaxssl.evaluate import evaluators
+from jaxssl.train import metrics
 
 def _cell(name: str, value: float) -> str:
   if evaluators.is_accuracy(name):
@@ -28,13 +29,6 @@ def table(results: dict[str, dict[str, float]]) -> str:
     cells = [_cell(n, values[n]) if n in values else "" for n in columns]
     lines.append(f"| {encoder} | " + " | ".join(cells) + " |")
   return "\n".join(lines)
-
-
-def _read_metrics(workdir: storage.Path) -> list[dict]:
-  path = workdir / "metrics.jsonl"
-  if not path.is_file():
-    return []
-  return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def plot_spectra(spectra: dict[str, np.ndarray], path: storage.Path) -> None:
@@ -62,19 +56,19 @@ def _save(fig, path: storage.Path) -> None:
   path.write_bytes(png.getvalue())
 
 
-def _series(metrics: list[dict], *names: str) -> list[tuple[int, float]]:
+def _series(records: list[dict], *names: str) -> list[tuple[int, float]]:
   """``(step, value)`` of the first of ``names`` each log line has (logs written before a
   metric was renamed keep its old name), skipping lines with none of them."""
   out = []
-  for m in metrics:
+  for m in records:
     value = next((m[n] for n in names if n in m), None)
     if value is not None:
       out.append((m["step"], value))
   return out
 
 
-def plot_curves(metrics: list[dict], path: storage.Path) -> bool:
-  loss = _series(metrics, "loss")
+def plot_curves(records: list[dict], path: storage.Path) -> bool:
+  loss = _series(records, "loss")
   if not loss:
     return False
   import matplotlib  # pylint: disable=g-import-not-at-top
@@ -88,7 +82,7 @@ def plot_curves(metrics: list[dict], path: storage.Path) -> bool:
                               (("head/val_accuracy", "val_head_accuracy"), "o-",
                                "online probe (eval split)"),
                               (("eval/knn",), "s-", "k-NN (eval subset)")):
-    series = _series(metrics, *names)
+    series = _series(records, *names)
     if series:
       ax_acc.plot(*zip(*series), style, label=label)
   ax_acc.set_xlabel("step")
@@ -132,7 +126,7 @@ def write(out_dir: storage.Path, workdir: storage.Path, summary: dict,
   out_dir.mkdir(parents=True, exist_ok=True)
   (out_dir / "eval.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
   plot_spectra(spectra, out_dir / "spectrum.png")
-  curves = plot_curves(_read_metrics(workdir), out_dir / "curves.png")
+  curves = plot_curves(metrics.read(workdir), out_dir / "curves.png")
   drawn = (plot_map(*embedding, out_dir / "map.png", examples=map_examples, seed=seed)
            if embedding is not None and map_examples > 0 else 0)
   results = summary["results"]

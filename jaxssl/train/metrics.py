@@ -137,9 +137,7 @@ class JsonLines:
   def __init__(self, path: storage.Path, keep_through: int):
     self.path = path
     lines = path.read_text(encoding="utf-8").splitlines(keepends=True) if path.exists() else []
-    # (A last line without its newline was cut short by a crash.)
-    kept = [line for line in lines if line.strip() and line.endswith("\n")
-            and json.loads(line)["step"] <= keep_through]
+    kept = [line for line in _finished(lines) if json.loads(line)["step"] <= keep_through]
     self._remote = storage.is_object_store(path)
     if kept != lines:
       path.write_text("".join(kept), encoding="utf-8")
@@ -160,6 +158,20 @@ class JsonLines:
   def close(self) -> None:
     if not self._remote:
       self._file.close()
+
+
+def read(workdir: storage.Path) -> list[dict[str, Any]]:
+  """The records of a run's ``metrics.jsonl``, oldest first (none if it has none)."""
+  path = workdir / METRICS_FILE
+  if not path.exists():
+    return []
+  return [json.loads(line) for line in _finished(path.read_text(encoding="utf-8")
+                                                  .splitlines(keepends=True))]
+
+
+def _finished(lines: list[str]) -> list[str]:
+  """The complete lines: a last line without its newline was cut short by a crash."""
+  return [line for line in lines if line.strip() and line.endswith("\n")]
 
 
 def _say(message: str) -> None:
