@@ -107,6 +107,21 @@ def test_wide_runs_train_the_defaults_cnn_for_the_tables_length():
   assert [r.label for r in runs[1:]] == ["vicreg", "info_vicreg_pairdist"]
 
 
+def test_default_runs_change_the_cpu_default_at_its_budget():
+  runs = bench_methods.plan(["default"], [0])
+  configure = bench_methods._configure  # pylint: disable=protected-access
+  default = configure(bench_methods.plan(["quickstart"], [0])[-1], False, None)
+  assert len([r for r in runs if not r.random_init]) == len(bench_methods.DEFAULT)
+  for run in runs:
+    c = configure(bench_methods.Run(**json.loads(json.dumps(run.__dict__))), False, None)
+    assert (c.train.epochs, c.train.global_batch) == (2, default.train.global_batch)
+    changed = {k for k in ("optim", "aug", "model", "method")
+               if c[k].to_json_best_effort() != default[k].to_json_best_effort()}
+    assert len(changed) == 1, (run.id, changed)  # one change each
+  assert configure(runs[3], False, None).method.name == "info_vicreg_pairdist"
+  assert runs[4].random_init and runs[4].overrides == runs[5].overrides
+
+
 def test_two_drivers_fill_one_results_file(tmp_path):
   """Each driver's save merges its new run into the file as it is, not as it read it."""
   path = tmp_path / "methods.json"
