@@ -12,10 +12,10 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # Most of the slow tests' time is XLA compiling the same few programs again in each of their
 # subprocesses (a run, the run killed, the run resumed; each of two processes). A cache shared
 # through the environment compiles each once per session: a smoke run in a fresh process took
-# 26 s without it and 12 s with it. Every program is still compiled (and run) at least once;
-# the in-memory jit caches the tests count are not this one. A size limit turns on JAX's file
-# lock, which concurrent processes need. Set JAX_COMPILATION_CACHE_DIR to keep one across
-# sessions.
+# 52 s without it and 24 s with it (both beside a benchmark on the 2 cores). Every program is
+# still compiled (and run) at least once; the in-memory jit caches the tests count are not this
+# one. A size limit turns on JAX's file lock, which concurrent processes need. Set
+# JAX_COMPILATION_CACHE_DIR to keep one across sessions.
 if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
   _cache = tempfile.mkdtemp(prefix="jaxssl-tests-xla-cache-")
   atexit.register(shutil.rmtree, _cache, ignore_errors=True)
