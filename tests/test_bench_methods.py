@@ -121,7 +121,7 @@ def test_default_runs_change_the_cpu_default_at_its_budget():
   assert configure(runs[3], False, None).method.name == "info_vicreg_pairdist"
   assert runs[4].random_init and runs[4].overrides == runs[5].overrides
   *_, again = bench_methods.plan(["default"], [0, 1])  # the chosen change at the other seeds
-  assert (again.label, again.seed) == (bench_methods.DEFAULT[bench_methods.DEFAULT_CHOSEN][0], 1)
+  assert (again.label, again.seed) == (bench_methods.DEFAULT_CHOSEN, 1)
 
 
 def test_two_drivers_fill_one_results_file(tmp_path):

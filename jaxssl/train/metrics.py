@@ -136,7 +136,7 @@ class JsonLines:
 
   def __init__(self, path: storage.Path, keep_through: int):
     self.path = path
-    lines = path.read_text(encoding="utf-8").splitlines(keepends=True) if path.exists() else []
+    lines = _lines(path)
     kept = [line for line in _finished(lines) if json.loads(line)["step"] <= keep_through]
     self._remote = storage.is_object_store(path)
     if kept != lines:
@@ -162,11 +162,12 @@ class JsonLines:
 
 def read(workdir: storage.Path) -> list[dict[str, Any]]:
   """The records of a run's ``metrics.jsonl``, oldest first (none if it has none)."""
-  path = workdir / METRICS_FILE
-  if not path.exists():
-    return []
-  return [json.loads(line) for line in _finished(path.read_text(encoding="utf-8")
-                                                  .splitlines(keepends=True))]
+  return [json.loads(line) for line in _finished(_lines(workdir / METRICS_FILE))]
+
+
+def _lines(path: storage.Path) -> list[str]:
+  """The file's lines, newlines kept (none if there is no file)."""
+  return path.read_text(encoding="utf-8").splitlines(keepends=True) if path.exists() else []
 
 
 def _finished(lines: list[str]) -> list[str]:
