@@ -83,7 +83,7 @@ def test_quickstart_runs_set_their_overrides():
   default = [r for r in planned if r.part == "quickstart_default"]
   assert [r.seed for r in default] == [0, 1]
   c = bench_methods._configure(default[0], False, None)  # pylint: disable=protected-access
-  assert (c.train.epochs, c.model.widths) == (2, (32, 64, 128, 512))  # the quickstart's
+  assert (c.train.epochs, c.model.widths) == (2, (32, 64, 128, 512))  # the default it chose
 
 
 def test_vit_runs_configure_their_optimisers():
@@ -122,6 +122,9 @@ def test_default_runs_change_the_cpu_default_at_its_budget():
   assert runs[4].random_init and runs[4].overrides == runs[5].overrides
   *_, again = bench_methods.plan(["default"], [0, 1])  # the chosen change at the other seeds
   assert (again.label, again.seed) == (bench_methods.DEFAULT_CHOSEN, 1)
+  today = bench_methods.Run("today", "default", "", bench_methods.QUICKSTART_DEFAULT, {}, 1)
+  assert (bench_methods.fingerprint(again, False)  # the change chosen is today's default
+          == bench_methods.fingerprint(today, False))
 
 
 def test_two_drivers_fill_one_results_file(tmp_path):
