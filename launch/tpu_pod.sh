@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Pretrain on a Cloud TPU VM pod slice, from your workstation. `setup` gives every worker this
-# checkout and a venv with JAX for TPU; `train` and `evaluate` start the same command on all
+# checkout (the files git tracks; outside a git clone, the tree less .venv and runs) and a venv
+# with JAX for TPU; `train` and `evaluate` start the same command on all
 # workers at once (JAX finds the workers through the TPU metadata); `stop` sends SIGTERM
 # everywhere: the processes stop after one common step with a checkpoint, and `train` with the
 # same arguments resumes.
@@ -52,7 +53,12 @@ run_everywhere() {  # run_everywhere MODULE ARGS...: the same jaxssl command on 
 case "${1:-}" in
   setup)
     archive="$(mktemp -d)/jaxssl.tar.gz"
-    git ls-files -z | xargs -0 tar -czf "$archive"
+    if [[ "$(git rev-parse --show-toplevel 2> /dev/null)" == "$PWD" ]]; then
+      git ls-files -z | xargs -0 tar -czf "$archive"  # the files git tracks
+    else  # not a git checkout (an unpacked archive): the tree, less what runs here made
+      tar -czf "$archive" --exclude=./.git --exclude=./.venv --exclude=./runs \
+        --exclude=__pycache__ .
+    fi
     gcloud_tpu scp "$archive" "$TPU_NAME:jaxssl.tar.gz" --worker=all
     mount_data=""
     if [[ "$DATA_DIR" == "$MOUNT"/* ]]; then  # the data read through gcsfuse, read-only

@@ -8,6 +8,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import tarfile
 import time
 
 import pytest
@@ -133,6 +134,33 @@ def test_tpu_pod_driver_skips_gcsfuse_for_a_local_data_dir(tmp_path):
   _, setup_ssh, train = calls(tmp_path)
   assert "gcsfuse" not in " ".join(setup_ssh) and "jax[tpu]" in " ".join(setup_ssh)
   assert "TFDS_DATA_DIR=/data/tfds" in " ".join(train)
+
+
+def shipped(setup_scp) -> set[str]:
+  """The files in the archive ``setup`` copied to the workers."""
+  archive = next(a for a in setup_scp if a.endswith("jaxssl.tar.gz") and ":" not in a)
+  with tarfile.open(archive) as tar:
+    return {os.path.normpath(m.name) for m in tar.getmembers() if m.isfile()}
+
+
+def test_tpu_pod_setup_ships_the_checkout_from_git_or_an_unpacked_tree(tmp_path):
+  env = fake_bin(tmp_path, gcloud=RECORD)
+  env.update({"TPU_NAME": "pod", "ZONE": "z", "BUCKET": "bkt"})
+  subprocess.run(["bash", "launch/tpu_pod.sh", "setup"], cwd=ROOT, env=env, check=True,
+                 timeout=60)
+  tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True,
+                           check=True).stdout.split()
+  assert shipped(calls(tmp_path)[0]) == set(tracked)
+  # An unpacked release (no .git): the tree, less the venv and the runs made there.
+  tree = tmp_path / "tree"
+  source = ("launch/tpu_pod.sh", "pyproject.toml", "jaxssl/__init__.py")
+  for name in (*source, ".venv/bin/python", "runs/a/metrics.jsonl", "jaxssl/__pycache__/x.pyc"):
+    (tree / name).parent.mkdir(parents=True, exist_ok=True)
+    (tree / name).write_text((ROOT / name).read_text() if name in source else "")
+  (tmp_path / "calls.txt").unlink()
+  subprocess.run(["bash", "launch/tpu_pod.sh", "setup"], cwd=tree, env=env, check=True,
+                 timeout=60)
+  assert shipped(calls(tmp_path)[0]) == set(source)
 
 
 def test_tpu_pod_driver_says_what_is_missing(tmp_path):
