@@ -251,9 +251,18 @@ def split_info(name: str, split: str, *, data_dir: str | None = None) -> SplitIn
 
 
 def _read_all(source, chunk: int = 4096) -> ArraySource:
+  """The whole split as arrays, ``chunk`` records per read: TFDS's array_record sources read a
+  list of keys in one call (``__getitems__``), 4-5x faster than one key at a time (about 4 s
+  instead of 18 for Fashion-MNIST's 70,000 images on 2 cores). Other sources (the mock data
+  of ``tfds.testing``, whose ``__getitems__`` fails) are read one key at a time."""
   images, labels = [], []
+  if isinstance(getattr(source, "data_source", None),
+                array_record_data_source.ArrayRecordDataSource):
+    read = source.__getitems__
+  else:
+    read = lambda keys: [source[i] for i in keys]  # noqa: E731
   for start in range(0, len(source), chunk):
-    records = [source[i] for i in range(start, min(start + chunk, len(source)))]
+    records = read(list(range(start, min(start + chunk, len(source)))))
     images.append(np.stack([r["image"] for r in records]))
     labels.append(np.asarray([r["label"] for r in records], np.int32))
   return ArraySource(np.concatenate(images), np.concatenate(labels))

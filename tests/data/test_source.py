@@ -38,6 +38,18 @@ def test_builder_prepares_the_idx_files(fmnist_data_dir):
   assert record["image"][3 + 2 * k, 10, 0] >= 160
 
 
+def test_in_memory_split_is_every_record_in_order(fmnist_data_dir):
+  on_disk, _ = source.open_split("fashion_mnist_idx", "train", data_dir=fmnist_data_dir)
+  # The batched read (array_record's), in chunks of 100; then one key at a time.
+  for read in (source._read_all(on_disk, chunk=100),  # pylint: disable=protected-access
+               source._read_all([on_disk[i] for i in range(7)], chunk=3)):  # one key at a time
+    for i in range(len(read)):
+      np.testing.assert_array_equal(read[i]["image"], on_disk[i]["image"])
+      assert read[i]["label"] == on_disk[i]["label"]
+  assert len(read) == 7
+
+
+@pytest.mark.slow
 @pytest.mark.slow
 @pytest.mark.skipif(not os.path.isdir(fashion_mnist.DEBIAN_DIR),
                     reason="needs the Debian package dataset-fashion-mnist (CI installs it)")
