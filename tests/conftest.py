@@ -15,13 +15,15 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # 52 s without it and 24 s with it (both beside a benchmark on the 2 cores). Every program is
 # still compiled (and run) at least once; the in-memory jit caches the tests count are not this
 # one. A size limit turns on JAX's file lock, which concurrent processes need. Set
-# JAX_COMPILATION_CACHE_DIR to keep one across sessions.
+# JAX_COMPILATION_CACHE_DIR to keep one across sessions: its settings are then yours (a size
+# limit on a directory first filled without one fails every write in JAX 0.10: its entries
+# have no access-time files).
 if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
   _cache = tempfile.mkdtemp(prefix="jaxssl-tests-xla-cache-")
   atexit.register(shutil.rmtree, _cache, ignore_errors=True)
   os.environ["JAX_COMPILATION_CACHE_DIR"] = _cache
-os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(8 << 30))
-os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+  os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(8 << 30))
+  os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
 import gzip  # noqa: E402
 import pathlib  # noqa: E402

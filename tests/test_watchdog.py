@@ -109,7 +109,11 @@ def test_training_stall_two_processes(tmp_path, fmnist_data_dir):
   # its watchdog, process 0 by its own or, when process 1 leaves first, by the collective
   # failing on the closed connection. Process 0's watchdog waits before it exits: its exit
   # would abort process 1 (SIGABRT) before process 1's watchdog reported.
-  procs = start_processes(stalling_command(tmp_path / "w", fmnist_data_dir, 4, 1))
+  # A 10 s heartbeat: after process 1 leaves, process 0's shutdown waits for the coordination
+  # service to notice (100 s by default; the stalled process's heartbeats go on, so it is not
+  # this that stops it).
+  procs = start_processes([*stalling_command(tmp_path / "w", fmnist_data_dir, 4, 1),
+                           "--heartbeat_timeout_s=10"])
   (_, err0), (_, err1) = [p.communicate(timeout=300) for p in procs]
   assert procs[1].returncode == watchdog_lib.EXIT_STATUS, err1[-3000:]
   assert "no training step completed" in err1 and "process 1 of 2" in err1
