@@ -149,7 +149,7 @@ def test_tpu_pod_setup_ships_the_checkout_from_git_or_an_unpacked_tree(tmp_path)
   subprocess.run(["bash", "launch/tpu_pod.sh", "setup"], cwd=ROOT, env=env, check=True,
                  timeout=60)
   tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True,
-                           check=True).stdout.split()
+                           check=True).stdout.splitlines()
   assert shipped(calls(tmp_path)[0]) == set(tracked)
   # An unpacked release (no .git): the tree, less the venv and the runs made there.
   tree = tmp_path / "tree"

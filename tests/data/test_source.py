@@ -50,7 +50,6 @@ def test_in_memory_split_is_every_record_in_order(fmnist_data_dir):
 
 
 @pytest.mark.slow
-@pytest.mark.slow
 @pytest.mark.skipif(not os.path.isdir(fashion_mnist.DEBIAN_DIR),
                     reason="needs the Debian package dataset-fashion-mnist (CI installs it)")
 def test_real_fashion_mnist(tmp_path, monkeypatch):
