@@ -208,12 +208,18 @@ def check_data_dir(data_dir: str | None) -> None:
         f"{setting} there. Workdirs may be gs:// URLs.")
 
 
+def _reads_array_record(data) -> bool:
+  """Whether ``data`` is a TFDS source over array_record files (``tfds.testing.mock_data``'s
+  sources read no files)."""
+  return isinstance(getattr(data, "data_source", None),
+                    array_record_data_source.ArrayRecordDataSource)
+
+
 def _check_files(data, name: str, split: str) -> None:
   """Every file of the split is there: array_record waits forever on one that is not (see
   ``check_data_dir``), so a shard deleted or never copied would hang the first read."""
-  if not isinstance(getattr(data, "data_source", None),
-                    array_record_data_source.ArrayRecordDataSource):
-    return  # (tfds.testing.mock_data's sources read no files)
+  if not _reads_array_record(data):
+    return
   instructions = tfds.core.data_sources.base.file_instructions(data.dataset_info, data.split)
   missing = [i.filename for i in instructions if not os.path.exists(i.filename)]
   if missing:
@@ -256,8 +262,7 @@ def _read_all(source, chunk: int = 4096) -> ArraySource:
   instead of 18 for Fashion-MNIST's 70,000 images on 2 cores). Other sources (the mock data
   of ``tfds.testing``, whose ``__getitems__`` fails) are read one key at a time."""
   images, labels = [], []
-  if isinstance(getattr(source, "data_source", None),
-                array_record_data_source.ArrayRecordDataSource):
+  if _reads_array_record(source):
     read = source.__getitems__
   else:
     read = lambda keys: [source[i] for i in keys]  # noqa: E731

@@ -40,13 +40,14 @@ def test_builder_prepares_the_idx_files(fmnist_data_dir):
 
 def test_in_memory_split_is_every_record_in_order(fmnist_data_dir):
   on_disk, _ = source.open_split("fashion_mnist_idx", "train", data_dir=fmnist_data_dir)
-  # The batched read (array_record's), in chunks of 100; then one key at a time.
-  for read in (source._read_all(on_disk, chunk=100),  # pylint: disable=protected-access
-               source._read_all([on_disk[i] for i in range(7)], chunk=3)):  # one key at a time
+  read_all = source._read_all  # pylint: disable=protected-access
+  batched = read_all(on_disk, chunk=100)  # array_record's batched read, 100 keys a call
+  key_by_key = read_all([on_disk[i] for i in range(7)], chunk=3)  # a list: one key at a time
+  assert (len(batched), len(key_by_key)) == (len(on_disk), 7)
+  for read in (batched, key_by_key):
     for i in range(len(read)):
       np.testing.assert_array_equal(read[i]["image"], on_disk[i]["image"])
       assert read[i]["label"] == on_disk[i]["label"]
-  assert len(read) == 7
 
 
 @pytest.mark.slow
