@@ -7,6 +7,7 @@ import pytest
 from sklearn.decomposition import FastICA
 
 from jaxssl import ica
+from jaxssl.ica.projector import hidden_moments
 
 
 def mixtures(n, k, kind, seed=0):
@@ -107,7 +108,7 @@ def test_eight_mixed_sources_as_well_as_fastica():
 
 @pytest.mark.slow
 def test_thirty_two_mixed_sources_as_well_as_fastica():
-  """The issue's upper size: 32 sources (about 90 s here; bench/ica.py has Laplace too)."""
+  """The issue's upper size: 32 sources (about 20 s here; bench/ica.py has Laplace too)."""
   result, ours, theirs, _, _ = against_fastica(32, "mixed")
   assert ours <= 0.05 and ours <= 1.5 * theirs, (ours, theirs)
   assert result.identifiable
@@ -126,6 +127,24 @@ def test_pair_dependence_is_the_projected_cross_covariance(projector):
   np.testing.assert_allclose(ica.pair_dependence(h, y_i, y_j), reference, rtol=1e-4)
   independent = jax.random.normal(jax.random.key(2), (2000,))
   assert ica.pair_dependence(h, y_i, independent) < 0.02 * reference
+
+
+def test_hidden_moments_equal_the_dense_sums():
+  """The per-cell sums give what summing ``relu(y a + b)`` and its products row by row gives:
+  rising, falling and flat units, two units with one kink, rows exactly on a kink, padding
+  rows (weight 0) and leading (angle) axes."""
+  h = {"a": jnp.array([[1.0, -1.0, 0.0, 0.0, 2.0, -0.5, 1.0]]),
+       "b": jnp.array([0.5, 0.5, 1.0, -1.0, -1.0, 0.25, -0.5]), "c": jnp.eye(7)}
+  rng = np.random.default_rng(0)
+  y_i, y_j = rng.laplace(size=(2, 3, 4, 500)).astype(np.float32)
+  y_i[..., :3] = [-0.5, 0.5, 0.0]  # on the kinks of units 0, 4 and 6, and of unit 5's
+  weight = (rng.uniform(size=(3, 4, 500)) < 0.9).astype(np.float32)
+  r_i, r_j = (np.maximum(np.float64(y)[..., None] * np.asarray(h["a"][0]) + np.asarray(h["b"]),
+                         0) * weight[..., None] for y in (y_i, y_j))
+  expected = (r_i.sum(-2), r_j.sum(-2), np.einsum("...ni,...nj->...ij", r_i, r_j))
+  got = hidden_moments(h, jnp.asarray(y_i), jnp.asarray(y_j), jnp.asarray(weight))
+  for g, e in zip(got, expected):
+    np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-3)
 
 
 def test_threshold_projector_is_relu_at_evenly_spaced_thresholds():
