@@ -38,8 +38,10 @@ class ICAResult:
 
 def fit(x: np.ndarray, method: Jacobi | Gradient = Jacobi()) -> ICAResult:
   """Unmix ``x`` (``(N, k)`` mixtures) by minimising VCReg's covariance term of ``h(W x)``
-  with ``method``: ``ica.Jacobi(...)`` (the default, deterministic) or ``ica.Gradient(...)``,
-  each with its own settings."""
+  with ``method``: ``ica.Jacobi(...)`` (the default: no random draw, and the same answer on
+  every call on CPU; on GPU its per-cell sums are scatter-adds, summed in a run-dependent
+  order unless ``XLA_FLAGS=--xla_gpu_deterministic_ops=true``) or ``ica.Gradient(...)``, each
+  with its own settings."""
   if not isinstance(method, (Jacobi, Gradient)):
     raise TypeError(f"ica.fit: method must be ica.Jacobi(...) or ica.Gradient(...) (their "
                     f"fields are the settings); got {method!r}.")
