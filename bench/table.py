@@ -61,15 +61,21 @@ def train_step_table(result):
       f"{', torch ' + ', '.join(sorted(torch_versions)) if torch_versions else ''}; "
       f"{result['machine']['date']}",
       "",
-      "| variant | step | images | ms | images/s | MFU | SSL overhead |",
-      "|---|---|---:|---:|---:|---:|---:|",
   ]
+  # MFU (of the data-sheet peak) and the share of the measured matmul rate, where a row has
+  # them (accelerators; a CPU has neither).
+  shares = [k for k in ("mfu", "of_matmul")
+            if any(m.get(k) for r in result["results"] for m in r["rows"].values())]
+  titles = {"mfu": "MFU", "of_matmul": "of matmul"}
+  lines += ["| variant | step | images | ms | images/s | "
+            + "".join(f"{titles[k]} | " for k in shares) + "SSL overhead |",
+            "|---|---|---:|---:|---:|" + "---:|" * len(shares) + "---:|"]
   for r in result["results"]:
     for row, m in r["rows"].items():
-      mfu = f"{100 * m['mfu']:.1f}%" if m.get("mfu") else "-"
       overhead = f"{r['ssl_overhead']:.3f}" if row == "step" and "ssl_overhead" in r else ""
+      cells = "".join(f"{100 * m[k]:.1f}% | " if m.get(k) else "- | " for k in shares)
       lines.append(f"| {r['label']} | {row} | {m['images']} | {ms(1e3 * m['seconds'])} | "
-                   f"{m['images_per_s']:,.1f} | {mfu} | {overhead} |")
+                   f"{m['images_per_s']:,.1f} | {cells}{overhead} |")
   return "\n".join(lines)
 
 

@@ -14,8 +14,9 @@ Suites:
        number of XLA CPU devices (one, or one per core with the batch split between them),
        float32 / bfloat16, and PyTorch with 2 threads in both memory formats.
   gpu  ResNet-50 at 224x224, projector 8192-8192-8192, bfloat16 (configs/vicreg_imagenet.py),
-       per-device batches of 128 and 256 per view; images/s and model FLOP utilisation against
-       this chip's measured bfloat16 matmul rate. PyTorch runs the same step with bfloat16
+       per-device batches of 128 and 256 per view; images/s and model FLOP utilisation (MFU:
+       of the chip's data-sheet dense bfloat16 peak, PEAK_BF16_FLOPS; and of the bfloat16
+       matmul rate measured in the jaxssl worker). PyTorch runs the same step with bfloat16
        autocast and channels-last.
 
 Every variant runs in its own subprocess (XLA's device count is fixed at start-up, and the two
@@ -367,6 +368,20 @@ def model_flops_per_image(s: dict) -> float:
   return 3 * 2 * (backbone + projector)
 
 
+# Dense bfloat16 peaks from the vendors' data sheets (no sparsity), by a piece of the device's
+# name: MFU is the model's FLOPs per second over this. The first match wins.
+PEAK_BF16_FLOPS = (("H100 PCIe", 756e12), ("H100 NVL", 835e12), ("H100", 989.4e12),
+                   ("H200", 989.4e12), ("A100", 312e12), ("L4", 121e12),
+                   ("TPU v4", 275e12), ("TPU v5 lite", 197e12), ("TPU v5e", 197e12),
+                   ("TPU v5", 459e12), ("TPU v6", 918e12))
+
+
+def peak_flops(device_kind: str) -> float | None:
+  """The data-sheet dense bfloat16 peak of ``device_kind`` (None: not in the table, e.g. a
+  CPU)."""
+  return next((peak for name, peak in PEAK_BF16_FLOPS if name in device_kind), None)
+
+
 def run_variant(kind: str, env: dict, params: dict) -> dict:
   cmd = [sys.executable, __file__, "--worker", kind, json.dumps(params)]
   proc = subprocess.run(cmd, env={**os.environ, **env}, stdout=subprocess.PIPE, text=True,
@@ -377,18 +392,22 @@ def run_variant(kind: str, env: dict, params: dict) -> dict:
 
 
 def describe(result: dict, label: str, flops_per_image: float) -> dict:
-  """Adds images/s, model FLOP utilisation and the SSL-overhead ratio to a worker's result,
-  and prints its rows."""
+  """Adds images/s, model FLOP utilisation (of the device's data-sheet peak, ``mfu``, and of
+  the bfloat16 matmul rate the jaxssl worker measured in the same run, ``of_matmul``) and the
+  SSL-overhead ratio to a worker's result, and prints its rows."""
   result["label"] = label
   batch, rate = result["batch_per_view"], result.get("matmul_flops")
+  peak = peak_flops(result["device_kind"])
   rows = result["rows"]
   for row, m in rows.items():
     m["images"] = batch if row.endswith("half batch") else 2 * batch  # both views, or one
     m["images_per_s"] = m["images"] / m["seconds"]
-    m["mfu"] = flops_per_image * m["images_per_s"] / rate if rate else None
-    mfu = f"{100 * m['mfu']:.1f}%" if m["mfu"] else "-"
+    m["mfu"] = flops_per_image * m["images_per_s"] / peak if peak else None
+    m["of_matmul"] = flops_per_image * m["images_per_s"] / rate if rate else None
+    mfu, of_matmul = (f"{100 * m[k]:.1f}%" if m[k] else "-" for k in ("mfu", "of_matmul"))
     print(f"{label:<46}{row:<24}{m['images']:>7}{1e3 * m['seconds']:>9.1f}"
-          f"{m['images_per_s']:>9.1f}{mfu:>7}{m['compile_s']:>11.1f}", flush=True)
+          f"{m['images_per_s']:>9.1f}{mfu:>7}{of_matmul:>10}{m['compile_s']:>11.1f}",
+          flush=True)
   supervised = [rows[r]["images_per_s"] for r in ("supervised", "supervised, half batch")
                 if r in rows]
   if supervised and "step" in rows:
@@ -443,7 +462,7 @@ def main():
         f"{suite['projector']}, VICReg; {flops_per_image / 1e9:.2f} GFLOP per view image "
         "(forward + backward)")
   header = (f"{'variant':<46}{'row':<24}{'images':>7}{'ms':>9}{'img/s':>9}{'MFU':>7}"
-            f"{'compile s':>11}")
+            f"{'of matmul':>10}{'compile s':>11}")
   print(header)
   print("-" * len(header))
   runs = (merged(args.merge) if args.merge else

@@ -1,0 +1,55 @@
+"""bench/train_step.py's utilisation figures and bench/table.py's table of them: MFU against
+the device's data-sheet peak, the share of the matmul rate measured in the run, and columns
+only where a result has them."""
+
+import json
+import sys
+
+import pytest
+
+from tests.test_distributed import ROOT
+
+sys.path.insert(0, str(ROOT / "bench"))
+import table  # noqa: E402  pylint: disable=g-import-not-at-top
+import train_step  # noqa: E402  pylint: disable=g-import-not-at-top
+
+
+@pytest.mark.parametrize("kind,peak", [
+    ("NVIDIA H100 80GB HBM3", 989.4e12), ("NVIDIA H100 PCIe", 756e12),
+    ("NVIDIA H100 NVL", 835e12), ("NVIDIA H200", 989.4e12), ("NVIDIA A100-SXM4-80GB", 312e12),
+    ("TPU v5 lite", 197e12), ("TPU v5", 459e12), ("TPU v6 lite", 918e12), ("cpu", None),
+])
+def test_peak_flops_by_device_name(kind, peak):
+  assert train_step.peak_flops(kind) == peak
+
+
+def worker_result(device_kind, matmul_flops):
+  return {"framework": "jaxssl", "devices": 1, "batch_per_view": 256,
+          "device_kind": device_kind, "matmul_flops": matmul_flops,
+          "rows": {"step": {"seconds": 0.1, "compile_s": 1.0},
+                   "supervised, half batch": {"seconds": 0.05, "compile_s": 1.0}}}
+
+
+def test_utilisation_of_the_peak_and_of_the_measured_matmul_rate(capsys):
+  flops = 25e9
+  result = train_step.describe(worker_result("NVIDIA H200", 600e12), "jaxssl", flops)
+  step = result["rows"]["step"]
+  assert step["images"] == 512 and step["images_per_s"] == pytest.approx(5120)
+  assert step["mfu"] == pytest.approx(flops * 5120 / 989.4e12)
+  assert step["of_matmul"] == pytest.approx(flops * 5120 / 600e12)
+  assert result["rows"]["supervised, half batch"]["images"] == 256
+  cpu = train_step.describe(worker_result("cpu", None), "jaxssl", flops)["rows"]["step"]
+  assert cpu["mfu"] is None and cpu["of_matmul"] is None
+  out = capsys.readouterr().out
+  assert "12.9%" in out and "21.3%" in out  # the printed MFU and share of the matmul rate
+
+
+@pytest.mark.parametrize("name,header", [
+    ("train_step_gpu", "| images/s | MFU | of matmul | SSL overhead |"),
+    ("train_step_cpu", "| images/s | SSL overhead |"),
+])
+def test_tables_show_utilisation_only_where_measured(name, header):
+  text = table.train_step_table(json.loads((ROOT / f"bench/results/{name}.json").read_text()))
+  assert header in text
+  widths = {line.count("|") for line in text.splitlines() if line.startswith("|")}
+  assert len(widths) == 1, text  # every row has the header's columns
