@@ -78,19 +78,25 @@ def ridge_probe(train_x, train_y, test_x, *, num_classes: int,
   order = np.random.default_rng(seed).permutation(n)
   n_val = max(int(val_fraction * n), 1)
   val, fit = order[:n_val], order[n_val:]
+  with_bias = lambda x: np.concatenate([x, np.ones((len(x), 1))], 1)
+  x1, targets = with_bias(train_x), np.eye(num_classes)[train_y]
 
-  def solve(x, y, lam):
-    x1 = np.concatenate([x, np.ones((len(x), 1))], 1)
-    gram = x1.T @ x1 + lam * len(x) * np.eye(x1.shape[1])
-    return np.linalg.solve(gram, x1.T @ np.eye(num_classes)[y])
+  def moments(rows):
+    x = x1[rows]
+    return x.T @ x, x.T @ targets[rows]
 
-  def predict(w, x):
-    return np.argmax(np.concatenate([x, np.ones((len(x), 1))], 1) @ w, -1)
+  def solve(sums, count, lam):
+    gram, xty = sums
+    return np.linalg.solve(gram + lam * count * np.eye(len(gram)), xty)
 
-  scores = [accuracy(predict(solve(train_x[fit], train_y[fit], lam), train_x[val]),
-                     train_y[val]) for lam in lambdas]
+  # The Gram matrices once (the cost, O(N D^2)); each lambda is then one D x D solve, and the
+  # whole split's are the sums of the two parts'.
+  fit_sums, val_sums = moments(fit), moments(val)
+  scores = [accuracy(np.argmax(x1[val] @ solve(fit_sums, len(fit), lam), -1), train_y[val])
+            for lam in lambdas]
   best = float(lambdas[int(np.argmax(scores))])
-  return predict(solve(train_x, train_y, best), test_x), best
+  whole = tuple(f + v for f, v in zip(fit_sums, val_sums))
+  return np.argmax(with_bias(test_x) @ solve(whole, n, best), -1), best
 
 
 @functools.partial(jax.jit, static_argnames=("k", "num_classes"))

@@ -22,6 +22,33 @@ def test_linear_probes_solve_separable_data():
   assert probes.accuracy(pred, yt) > 0.99 and lam > 0
 
 
+def test_ridge_probe_is_ridge_regression_on_one_hot_labels():
+  """Against the definition, solved from scratch for every lambda: the weights (bias
+  included) minimise |[x 1] w - onehot(y)|^2 + lam N |w|^2 on the fit rows, the lambda with
+  the best held-out accuracy is refitted on every train row."""
+  rng = np.random.default_rng(0)
+  centres = rng.normal(size=(5, 64)) * 0.15  # overlapping classes: the lambda matters
+  labels = rng.integers(0, 5, 3000)
+  x = (centres[labels] + rng.normal(size=(3000, 64))).astype(np.float32)
+  x, y, xt = x[:2000], labels[:2000], x[2000:]
+  lambdas = (1e-3, 1.0, 30.0)
+
+  def fitted(rows, lam):
+    x1 = np.concatenate([(x - x.mean(0)) / (x.std(0) + 1e-6), np.ones((len(x), 1))], 1)[rows]
+    return np.linalg.solve(x1.T @ x1 + lam * len(rows) * np.eye(x1.shape[1]),
+                           x1.T @ np.eye(5)[y[rows]])
+
+  order = np.random.default_rng(0).permutation(2000)
+  val, fit = order[:200], order[200:]
+  x1 = lambda a: np.concatenate([(a - x.mean(0)) / (x.std(0) + 1e-6), np.ones((len(a), 1))], 1)
+  scores = [np.mean(np.argmax(x1(x[val]) @ fitted(fit, lam), -1) == y[val]) for lam in lambdas]
+  best = lambdas[int(np.argmax(scores))]
+  assert len(set(scores)) == 3 and best == 1.0  # the middle one wins, by held-out accuracy
+  pred, lam = probes.ridge_probe(x, y, xt, num_classes=5, lambdas=lambdas)
+  assert lam == best
+  np.testing.assert_array_equal(pred, np.argmax(x1(xt) @ fitted(np.arange(2000), best), -1))
+
+
 def knn_reference(train_x, train_y, test_x, k, t, classes):
   bank = train_x / np.linalg.norm(train_x, axis=1, keepdims=True)
   q = test_x / np.linalg.norm(test_x, axis=1, keepdims=True)
