@@ -97,8 +97,14 @@ def load_encoder(workdir: str | os.PathLike, step: int | None = None,
 
 def random_encoder(config, devices=None) -> Encoder:
   """The run's architecture freshly initialised (with the run's seed): the baseline that shows
-  what pretraining added. ``config``: a run config or a workdir."""
-  if isinstance(config, (str, os.PathLike)):
-    config = checkpoint.read_config(config)
-  run = run_lib.Run(config, devices=devices, training=False)
+  what pretraining added. ``config``: a run config, a workdir, or the ``Run`` of an encoder
+  (``load_encoder(...).run``), whose devices and opened splits it then shares."""
+  if isinstance(config, run_lib.Run):
+    if devices is not None:
+      raise ValueError("random_encoder: a Run brings its own devices; pass devices=None.")
+    run = config
+  else:
+    if isinstance(config, (str, os.PathLike)):
+      config = checkpoint.read_config(config)
+    run = run_lib.Run(config, devices=devices, training=False)
   return Encoder(run, variables(run.init_state()), 0)

@@ -110,8 +110,8 @@ def evaluate(workdir: str | os.PathLike, *, step: int | None = None,
     evaluations["pretrained"] = evaluate_encoder(encoder, chosen, examples=examples,
                                                  watchdog=watchdog)
     if c.eval.random_baseline if random_baseline is None else random_baseline:
-      with watchdog.paused():  # building and compiling a second model
-        baseline = random_encoder(c)
+      with watchdog.paused():  # initialising and compiling a second model (same data)
+        baseline = random_encoder(encoder.run)
       evaluations["random init"] = evaluate_encoder(baseline, chosen, examples=examples,
                                                     watchdog=watchdog)
   summary = {"workdir": str(workdir), "step": encoder.step, "dataset": c.data.name,

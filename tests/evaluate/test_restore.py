@@ -33,6 +33,18 @@ def test_restore_on_one_and_eight_devices_embeds_alike(tiny_run):
   assert not np.allclose(earlier.embed(images), one.embed(images))
 
 
+def test_random_encoder_from_a_run_shares_its_data_and_equals_one_from_the_config(tiny_run):
+  images = np.random.default_rng(0).integers(0, 255, (16, 28, 28, 1), dtype=np.uint8)
+  pretrained = evaluate.load_encoder(tiny_run, devices=jax.devices()[:1])
+  fresh = evaluate.random_encoder(tiny_run, devices=jax.devices()[:1])
+  shared = evaluate.random_encoder(pretrained.run)
+  assert shared.run is pretrained.run and shared.step == fresh.step == 0
+  np.testing.assert_array_equal(shared.embed(images), fresh.embed(images))
+  assert not np.allclose(shared.embed(images), pretrained.embed(images))
+  with pytest.raises(ValueError, match="a Run brings its own devices"):
+    evaluate.random_encoder(pretrained.run, devices=jax.devices()[:1])
+
+
 @pytest.mark.slow
 def test_evaluate_writes_the_report(tiny_run, tmp_path):
   summary = evaluate.evaluate(tiny_run, out_dir=tmp_path)
