@@ -1,4 +1,4 @@
-"""VICReg on Fashion-MNIST with a small CNN: the CPU default (about 10 minutes on 2 cores).
+"""VICReg on Fashion-MNIST with a small CNN: the CPU default (5-10 minutes on 2 cores).
 
     python -m jaxssl.train --config configs/vicreg_fashion_mnist.py --workdir runs/fmnist
 
