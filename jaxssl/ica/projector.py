@@ -46,10 +46,10 @@ def hidden_moments(h, y_i, y_j, weight):
   Each hidden unit ``relu(a_p y + b_p)`` is the line ``a_p y + b_p`` on one side of its kink
   ``-b_p / a_p`` and 0 on the other, so the kinks cut the ``(y_i, y_j)`` plane into cells
   where every unit is either that line or 0. The sums are then linear in each cell's weighted
-  count and sums of ``y_i``, ``y_j`` and ``y_i y_j``: one scatter over the rows and a
-  ``width x cells`` contraction, O(rows + width^3) work instead of the dense
-  O(rows x width^2) of ``relu(...)^T relu(...)`` (25x faster on CPU for Jacobi's 32 units
-  at 30 angles)."""
+  count and sums of ``y_i``, ``y_j`` and ``y_i y_j``: each row compared with the kinks and
+  scattered to its cell, then a ``width x cells`` contraction, O(rows x width + width^3) work
+  instead of the dense O(rows x width^2) of ``relu(...)^T relu(...)`` (25x faster on CPU for
+  Jacobi's 32 units at 30 angles)."""
   a, b = h["a"][0], h["b"]
   flat = a == 0
   kinks = jnp.where(flat, 0.0, -b / jnp.where(flat, 1.0, a))
