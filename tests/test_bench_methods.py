@@ -127,6 +127,18 @@ def test_default_runs_change_the_cpu_default_at_its_budget():
           == bench_methods.fingerprint(today, False))
 
 
+def test_ceiling_runs_train_the_supervised_baseline_as_the_default_is_trained():
+  runs = bench_methods.plan(["ceiling"], [0, 1])
+  assert [r.seed for r in runs] == [0, 1]
+  configure = bench_methods._configure  # pylint: disable=protected-access
+  today = configure(bench_methods.Run("today", "default", "", bench_methods.QUICKSTART_DEFAULT,
+                                      {}), False, None)
+  c = configure(runs[0], False, None)
+  assert c.method.name == "supervised"
+  for key in ("model", "train", "aug", "data"):  # only the method (and its lr) differs
+    assert c[key].to_json_best_effort() == today[key].to_json_best_effort(), key
+
+
 def test_two_drivers_fill_one_results_file(tmp_path):
   """Each driver's save merges its new run into the file as it is, not as it read it."""
   path = tmp_path / "methods.json"
