@@ -265,7 +265,7 @@ def _read_all(source, chunk: int = 4096) -> ArraySource:
   if _reads_array_record(source):
     read = source.__getitems__
   else:
-    read = lambda keys: [source[i] for i in keys]  # noqa: E731
+    read = lambda keys: [source[i] for i in keys]
   for start in range(0, len(source), chunk):
     records = read(list(range(start, min(start + chunk, len(source)))))
     images.append(np.stack([r["image"] for r in records]))
