@@ -259,6 +259,30 @@ def _spectrum(eigenvalues: np.ndarray) -> list[float]:
   return [round(float(v), 6) for v in share]
 
 
+def cpu_kind() -> str:
+  """The CPU as /proc/cpuinfo names it, with its family and model numbers: a summation order
+  compiled for one kind differs on another, which acts like another seed (bench/methods.md)."""
+  fields = {}
+  try:
+    for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
+      key, _, value = line.partition(":")
+      fields.setdefault(key.strip(), value.strip())
+  except OSError:
+    return platform.processor() or platform.machine()
+  return (f"{fields.get('model name', platform.machine())} (family {fields.get('cpu family', '?')}"
+          f", model {fields.get('model', '?')}, {os.cpu_count()} cores)")
+
+
+def machine() -> dict:
+  """What a run's numbers depend on besides its config: the CPU kind, the libraries, the code."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import jaxlib  # pylint: disable=g-import-not-at-top
+  commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=ROOT, text=True,
+                          capture_output=True, check=False).stdout.strip()
+  return {"cpu": cpu_kind(), "jax": jax.__version__, "jaxlib": jaxlib.__version__,
+          "commit": commit or None}
+
+
 def work(run: Run, workdir: pathlib.Path, smoke: bool, data_dir: str | None) -> dict:
   """Train (unless ``random_init``) and evaluate one run; the result's JSON."""
   from jaxssl.data import source  # pylint: disable=g-import-not-at-top
@@ -290,7 +314,7 @@ def work(run: Run, workdir: pathlib.Path, smoke: bool, data_dir: str | None) -> 
                                 weight_decay=c.evals.logistic.weight_decay, seed=c.seed)
   return {
       **dataclasses.asdict(run), "fingerprint": config_fingerprint(c, run.random_init),
-      "step": encoder.step, "devices": jax.device_count(),
+      "step": encoder.step, "devices": jax.device_count(), "machine": machine(),
       "logistic": metrics["logistic"], "ridge": metrics["ridge"], "knn": metrics["knn"],
       "rankme": metrics["rankme"], "dim": metrics["dim"],
       "hsic_mean": float(np.mean(off_diagonal)), "hsic_max": float(np.max(off_diagonal)),
