@@ -222,10 +222,18 @@ def fingerprint(run: Run, smoke: bool) -> str:
   return config_fingerprint(_configure(run, smoke, None), run.random_init)
 
 
+# The folder settings of the data section (jaxssl.data.folder) at their defaults.
+FOLDER_DEFAULTS = {"path": None, "eval_path": None, "val_fraction": 0.1, "labels": "auto",
+                   "channels": 3, "on_bad_image": "fail", "index_dir": None}
+
+
 def config_fingerprint(c, random_init: bool) -> str:
   """The resolved config (where the data lives aside) and what is evaluated."""
   config = json.loads(c.to_json_best_effort())
   config["data"].pop("data_dir", None)
+  for key, default in FOLDER_DEFAULTS.items():  # added since the first runs, unused by them
+    if config["data"].get(key, default) == default:
+      config["data"].pop(key, None)
   text = json.dumps({"config": config, "random_init": random_init}, sort_keys=True)
   return hashlib.sha256(text.encode()).hexdigest()[:16]
 

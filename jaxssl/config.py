@@ -47,9 +47,17 @@ def base_config() -> ml_collections.ConfigDict:
   c.seed = 0
   # Where a new workdir starts from: another run's workdir or <workdir>/checkpoints/<step>.
   c.init_from = config_dict.placeholder(str)
+  # name: a TFDS dataset (read from data_dir, splits train_split and eval_split) or "folder":
+  # the images under path (local or gs://; jaxssl.data.folder), labeled by class subfolders
+  # (labels "auto", "folders" or "none"), val_fraction held out unless it has train/ and val/
+  # folders or eval_path names a labeled folder to evaluate on; converted to channels; files
+  # that do not decode fail the run or are left out (on_bad_image "fail" or "skip"); the
+  # folder's index is cached in index_dir (default ~/.cache/jaxssl).
   c.data = dict(name="fashion_mnist_idx", data_dir=config_dict.placeholder(str),
                 train_split="train", eval_split="test", in_memory=True, num_threads=2,
-                prefetch=4, jpeg_draft=True)
+                prefetch=4, jpeg_draft=True, path=config_dict.placeholder(str),
+                eval_path=config_dict.placeholder(str), val_fraction=0.1, labels="auto",
+                channels=3, on_bad_image="fail", index_dir=config_dict.placeholder(str))
   c.aug = vicreg_views(28, FASHION_MNIST_STATS)
   # backbone: convnet (widths, convs_per_stage), resnet18 / resnet50 (width, stem) or vit
   # (section vit: ViT-S/16 unless set; vit_config gives the standard sizes).
@@ -234,6 +242,32 @@ def cifar_config(dataset: str) -> ml_collections.ConfigDict:
                  warmup_epochs=10.0, end_lr_factor=0.0)
   c.train.update(global_batch=256, epochs=1000, log_every=50, eval_every=1950,
                  checkpoint_every=1950)
+  return c
+
+
+def folder_config(given: set[str]) -> ml_collections.ConfigDict:
+  """Pretraining on a folder of one's own images (``data.name="folder"``, ``data.path``):
+  ResNet-18 with the ImageNet stem on 96x96 crops (STL-10's scale), the official asymmetric
+  augmentation at that size with ImageNet's mean and std, projector 2048-2048-2048, solo-learn's
+  LARS (eta 0.02, clipped trust ratio, lr 0.3 x batch/256, wd 1e-4), 10 warm-up epochs then
+  cosine, batch 256, 200 epochs. The host decodes each image with its two crops. Switch
+  ``cpu``: the Fashion-MNIST recipe's small CNN on 64x64 crops for 20 epochs (a first try on
+  a CPU: minutes per thousand images)."""
+  c = base_config()
+  c.data.update(name="folder", eval_split="val", in_memory=False, num_threads=4)
+  size = 64 if "cpu" in given else 96
+  c.aug = vicreg_views(size, IMAGENET_STATS)
+  if "cpu" in given:
+    c.model.backbone, c.model.widths, c.model.convs_per_stage = "convnet", (32, 64, 128, 256), 1
+    c.model.projector = "1024-1024-1024"
+    c.optim.update(lr=1.6, warmup_epochs=1.0)
+    c.train.update(epochs=20, global_batch=128, eval_every=500, checkpoint_every=500)
+  else:
+    c.model.backbone, c.model.stem, c.model.width = "resnet18", "imagenet", 64
+    c.optim.update(name="lars", lr=0.3, eta=0.02, clip_trust_ratio=True, weight_decay=1e-4,
+                   warmup_epochs=10.0, end_lr_factor=0.0)
+    c.train.update(epochs=200, eval_every=2000, checkpoint_every=1000)
+  c.eval.batch = 512
   return c
 
 

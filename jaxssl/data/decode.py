@@ -57,6 +57,19 @@ def open_image(image: Any) -> Image.Image:
   return Image.fromarray(array[..., 0] if array.ndim == 3 and array.shape[-1] == 1 else array)
 
 
+def to_mode(pil: Image.Image, mode: str) -> Image.Image:
+  """``pil`` as ``mode`` ("L" or "RGB") the way torchvision's and timm's loaders make it
+  (``convert``: palette and CMYK mapped, alpha dropped, the first frame of a GIF, EXIF
+  orientation not applied), except that 16- and 32-bit grey levels are scaled to 8 bits
+  (``convert`` would clip them to white)."""
+  if pil.mode == mode:
+    return pil
+  if pil.mode.startswith("I"):  # I;16, I;16B (16-bit PNG, TIFF), I: 16-bit grey levels
+    levels = np.asarray(pil.convert("I"), np.int64)
+    pil = Image.fromarray(np.clip((levels + 128) // 257, 0, 255).astype(np.uint8))
+  return pil.convert(mode)
+
+
 def resized_crop(pil: Image.Image, box: Box, out_size: int, channels: int, *,
                  draft: bool) -> np.ndarray:
   """``box`` of ``pil`` cut out and resized to ``out_size`` squared, bilinear with
@@ -74,8 +87,7 @@ def resized_crop(pil: Image.Image, box: Box, out_size: int, channels: int, *,
     pil.draft(mode, (max(1, math.ceil(full[0] * want)), max(1, math.ceil(full[1] * want))))
     sx, sy = pil.size[0] / full[0], pil.size[1] / full[1]
     top, left, h, w = top * sy, left * sx, h * sy, w * sx
-  if pil.mode != mode:
-    pil = pil.convert(mode)
+  pil = to_mode(pil, mode)
   # Crop, then resize (torchvision's resized_crop on PIL images): the filter sees no pixels
   # outside the box.
   crop = (round(left), round(top), round(left + w), round(top + h))

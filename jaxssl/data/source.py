@@ -22,7 +22,7 @@ import tensorflow_datasets as tfds
 from array_record.python import array_record_data_source
 
 from jaxssl import storage
-from jaxssl.data import fashion_mnist, mnist_5k
+from jaxssl.data import fashion_mnist, folder, mnist_5k
 from jaxssl.errors import DatasetError
 
 Record = dict[str, Any]
@@ -92,8 +92,9 @@ def strided(source, count: int) -> Subset:
 
 
 def labels_of(source) -> np.ndarray:
-  """Every label of ``source`` (an ``ArraySource`` has them at hand; others are read)."""
-  if isinstance(source, ArraySource):
+  """Every label of ``source`` (in-memory and folder sources have them at hand; others are
+  read)."""
+  if isinstance(source, (ArraySource, folder.FolderSource)):
     return np.asarray(source.labels)
   return np.asarray([source[i]["label"] for i in range(len(source))], np.int64)
 
@@ -271,3 +272,58 @@ def _read_all(source, chunk: int = 4096) -> ArraySource:
     images.append(np.stack([r["image"] for r in records]))
     labels.append(np.asarray([r["label"] for r in records], np.int32))
   return ArraySource(np.concatenate(images), np.concatenate(labels))
+
+
+# ---------------------------------------------------------------------------------------------
+# What a run reads, by role, from its config's data section.
+
+ROLES = ("train", "eval_train", "eval")  # pretraining; the probes' fit and test splits
+
+
+def open_data(data, role: str, *, read: bool = True):
+  """``(source, SplitInfo, bad)`` of one role of the config section ``data``: ``train`` is
+  what pretraining reads, ``eval_train`` what the evaluators fit on, ``eval`` what they test
+  on. A TFDS dataset serves ``data.train_split`` to both ``train`` roles; a folder
+  (``data.name="folder"``, see ``jaxssl.data.folder``) the splits of its layout, those of
+  ``data.eval_path`` to the evaluators when set. ``bad``: the image files left out
+  (``data.on_bad_image="skip"``). ``read=False``: the ``SplitInfo`` alone (no source)."""
+  if role not in ROLES:
+    raise ValueError(f"role must be one of {ROLES}; got {role!r}.")
+  if data.name != folder.NAME:
+    split = data.eval_split if role == "eval" else data.train_split
+    if not read:
+      return None, split_info(data.name, split, data_dir=data.data_dir), []
+    opened, info = open_split(data.name, split, data_dir=data.data_dir,
+                              in_memory=data.in_memory)
+    return opened, info, []
+  return _open_folder(data, role)
+
+
+def _open_folder(data, role: str):
+  if data.labels not in folder.LABELS:
+    raise DatasetError(f"config.data.labels: one of {folder.LABELS}; got {data.labels!r}.")
+  if data.on_bad_image not in folder.ON_BAD_IMAGE:
+    raise DatasetError(f"config.data.on_bad_image: one of {folder.ON_BAD_IMAGE}; got "
+                       f"{data.on_bad_image!r}.")
+  if not 0 <= data.val_fraction < 1:
+    raise DatasetError(f"config.data.val_fraction: in [0, 1); got {data.val_fraction}.")
+  if data.channels not in (1, 3):
+    raise DatasetError(f"config.data.channels: 1 (grey) or 3 (RGB); got {data.channels}.")
+  separate = role != "train" and data.eval_path
+  key = "data.eval_path" if separate else "data.path"
+  root = folder.resolve(data.eval_path if separate else data.path, key)
+  # Pretraining reads all of data.path when the evaluation has a folder of its own.
+  fraction = 0.0 if role == "train" and data.eval_path else data.val_fraction
+  splits, store, index, bad = folder.cached_parts(
+      root, val_fraction=fraction, labels=data.labels, on_bad_image=data.on_bad_image,
+      cache_dir=data.index_dir)
+  part = splits["val" if role == "eval" else "train"]
+  if not len(part.ids):
+    raise DatasetError(
+        f"{root} leaves no images to {'evaluate on' if role == 'eval' else 'train on'}: "
+        + ("give it a val/ folder beside train/, set --config.data.val_fraction above 0, or "
+           "name a labeled folder with --config.data.eval_path=DIR."
+           if role == "eval" else "add images to it."))
+  info = SplitInfo(f"folder {root}", "val" if role == "eval" else "train", len(part.ids),
+                   (None, None, data.channels), len(part.classes))
+  return folder.FolderSource(store, part, index.paths), info, bad

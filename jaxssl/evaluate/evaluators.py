@@ -45,7 +45,7 @@ class Context:
 
   @property
   def num_classes(self) -> int:
-    return self.encoder.run.train_info.num_classes
+    return self.encoder.run.eval_train_info.num_classes
 
   def _features(self, split_source, count: int | None):
     c = self.encoder.config
@@ -56,7 +56,7 @@ class Context:
 
   @functools.cached_property
   def train(self) -> tuple[np.ndarray, np.ndarray]:
-    return self._features(self.encoder.run.train_source, self.examples[0])
+    return self._features(self.encoder.run.eval_train_source, self.examples[0])
 
   @functools.cached_property
   def test(self) -> tuple[np.ndarray, np.ndarray]:
@@ -72,6 +72,8 @@ class Evaluator:
   printed table."""
   kind: ClassVar[str]
   needs_labels: ClassVar[bool] = True
+  # Needs the model's online head to fit the evaluation's classes (fine-tuning replaces it).
+  needs_head: ClassVar[bool] = False
   accuracies: ClassVar[tuple[str, ...]] = ()
   details: ClassVar[tuple[str, ...]] = ()
 
@@ -222,7 +224,7 @@ class Linear(Evaluator):
     """The head ``{"w": (D, classes), "b": (classes,)}`` trained on the train split (its
     strided subset of ``examples``)."""
     run, s = encoder.run, self.settings
-    split = run.train_source
+    split = run.eval_train_source
     if examples is not None:
       split = source_lib.strided(split, examples)
     batch, view, steps = _training_plan(self, run, len(split))
@@ -232,7 +234,7 @@ class Linear(Evaluator):
     key = jax.random.key(self.seed)
     dim = jax.eval_shape(lambda: encoder.embed(np.zeros((1, *run.image_shape), np.uint8),
                                                projector=bool(run.config.eval.projector)))
-    classes = run.train_info.num_classes
+    classes = run.eval_train_info.num_classes
     head = {"w": 0.01 * jax.random.normal(key, (dim.shape[-1], classes)),  # as evaluate.py
             "b": jnp.zeros(classes)}
     carry = (head, tx.init(head))
@@ -251,6 +253,7 @@ class Finetune(Evaluator):
   ``<name>_scratch``, the same network freshly initialised and trained the same way on the
   same subset."""
   kind, accuracies, details = "finetune", ("finetune",), ("finetune_examples",)
+  needs_head = True
 
   def __init__(self, settings, seed=0, every=0, name=None):
     super().__init__(settings, seed, every, name)
@@ -330,7 +333,7 @@ def _training_plan(evaluator: Evaluator, run, examples: int):
 def _batches(run, split, batch: int, view, steps: int, seed: int):
   """``steps`` global batches of ``split``, shuffled every epoch as training shuffles (the
   same on any process count); images of varying size cropped by the host."""
-  crops = None if run.train_info.fixed_size else decode.TwoCrops(
+  crops = None if run.eval_train_info.fixed_size else decode.TwoCrops(
       (view, view), run.image_shape[-1], draft=run.config.data.jpeg_draft)
   it = loader.train_iterator(split, global_batch=batch, seed=seed, crops=crops,
                              num_threads=run.config.data.num_threads,
@@ -422,10 +425,12 @@ def names(config: ml_collections.ConfigDict, *, during_training: bool = False) -
 
 
 def build(config: ml_collections.ConfigDict, chosen: Sequence[str] | None = None, *,
-          has_labels: bool = True, during_training: bool = False) -> dict[str, Evaluator]:
+          has_labels: bool = True, has_head: bool = True,
+          during_training: bool = False) -> dict[str, Evaluator]:
   """The evaluators ``chosen`` (default: ``names(config, during_training=...)``), built from
-  their config entries; a ``ConfigError`` naming the key for an unknown name, a bad setting,
-  or a labelled protocol on a dataset without labels."""
+  their config entries, less those that need labels the data lacks (``has_labels``) or the
+  online head (``has_head``): ``skipped_notice`` says which. A ``ConfigError`` names the key
+  of an unknown name or a bad setting."""
   kinds = {name: entry.get("kind", name) for name, entry in config.evals.items()}
   unknown = sorted(f"{name} (kind {kind!r})" if kind != name else name
                    for name, kind in kinds.items() if kind not in EVALUATORS)
@@ -440,13 +445,29 @@ def build(config: ml_collections.ConfigDict, chosen: Sequence[str] | None = None
                       f"{', '.join(config.evals)} (config.evals), comma-separated.")
   built = {name: EVALUATORS[kinds[name]](config.evals[name], config.seed, every(config, name),
                                          name) for name in chosen}
-  unlabelled = [name for name, e in built.items() if e.needs_labels and not has_labels]
-  if unlabelled:
-    fix = (", ".join(f"--config.evals.{name}.every=0" for name in unlabelled)
-           if during_training else "choose label-free ones (e.g. rankme)")
-    raise ConfigError(f"The evaluator(s) {unlabelled} need labels, and dataset "
-                      f"{config.data.name!r} has none: {fix}.")
-  return built
+  return {name: e for name, e in built.items()
+          if not (e.needs_labels and not has_labels or e.needs_head and not has_head)}
+
+
+def skipped_notice(config: ml_collections.ConfigDict, chosen: Sequence[str] | None = None, *,
+                   has_labels: bool = True, has_head: bool = True,
+                   during_training: bool = False) -> str | None:
+  """What ``build`` leaves out for want of labels (or of a head of the evaluation's classes),
+  as one message saying how to get them; ``None`` when it leaves out nothing."""
+  everything = build(config, chosen, during_training=during_training)
+  kept = build(config, chosen, has_labels=has_labels, has_head=has_head,
+               during_training=during_training)
+  left_out = [name for name in everything if name not in kept]
+  if not left_out:
+    return None
+  if not has_labels:
+    return (f"Skipped {', '.join(left_out)}: they need labels, and the evaluation data "
+            f"({config.data.name}) has none. Give a labeled evaluation folder (one subfolder "
+            "per class) with --config.data.eval_path=DIR; RankMe and the embedding "
+            "statistics run without labels.")
+  return (f"Skipped {', '.join(left_out)}: fine-tuning trains the model's online head, which "
+          "the training data's labels define, and these are not the evaluation's "
+          "(data.eval_path, or unlabeled training images). The frozen-feature probes ran.")
 
 
 def run_all(evaluators: dict[str, Evaluator], context: Context
@@ -473,8 +494,8 @@ class DuringTraining:
 
   def __init__(self, run):
     c = run.config
-    self.evaluators = build(c, has_labels=bool(run.train_info.num_classes),
-                            during_training=True)
+    self.evaluators = build(c, during_training=True, **run.evaluable())
+    self.notice = skipped_notice(c, during_training=True, **run.evaluable())
     self.examples = (c.eval.train_examples, c.eval.test_examples)
     self._run, self._encoder = run, None
 

@@ -87,7 +87,8 @@ def plot_curves(records: list[dict], path: storage.Path) -> bool:
       ax_acc.plot(*zip(*series), style, label=label)
   ax_acc.set_xlabel("step")
   ax_acc.set_ylabel("accuracy")
-  ax_acc.legend()
+  if ax_acc.lines:  # none without labels (unlabeled data: no head, no k-NN)
+    ax_acc.legend()
   _save(fig, path)
   return True
 

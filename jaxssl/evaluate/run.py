@@ -41,8 +41,7 @@ def evaluate_encoder(encoder: Encoder, chosen: Sequence[str] | None = None, *,
   """The evaluators ``chosen`` (default: the config's offline set) on one encoder's frozen
   features (of the ``examples`` subset, or the whole splits). ``watchdog`` watches the
   feature passes (each protocol is one program, not timed)."""
-  evaluators = evaluators_lib.build(encoder.config, chosen,
-                                    has_labels=bool(encoder.run.train_info.num_classes))
+  evaluators = evaluators_lib.build(encoder.config, chosen, **encoder.run.evaluable())
   context = evaluators_lib.Context(encoder, examples=examples, watchdog=watchdog)
   # The feature passes first, under the watchdog; the protocols are not timed.
   _ = context.train if any(e.needs_labels for e in evaluators.values()) else None
@@ -115,11 +114,12 @@ def evaluate(workdir: str | os.PathLike, *, step: int | None = None,
       evaluations["random init"] = evaluate_encoder(baseline, chosen, examples=examples,
                                                     watchdog=watchdog)
   summary = {"workdir": str(workdir), "step": encoder.step, "dataset": c.data.name,
-             "train_examples": encoder.run.train_info.num_examples,
+             "train_examples": encoder.run.eval_train_info.num_examples,
              "test_examples": encoder.run.eval_info.num_examples,
              "projector": bool(c.eval.projector), "examples": list(examples),
              "results": {name: e.results for name, e in evaluations.items()},
-             "warnings": evaluations["pretrained"].warnings,
+             "warnings": [w for w in (evaluators_lib.skipped_notice(
+                 c, chosen, **encoder.run.evaluable()),) if w] + evaluations["pretrained"].warnings,
              "seconds": time.perf_counter() - start}
   if distributed.is_main_process():
     pretrained = evaluations["pretrained"]

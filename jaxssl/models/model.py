@@ -31,18 +31,20 @@ def build_backbone(name: str, **kwargs) -> nn.Module:
 class SSLModel(nn.Module):
   backbone: nn.Module
   projector: nn.Module
-  num_classes: int
+  num_classes: int  # of the online linear head; 0: no head (unlabeled data)
   probe_gradient: bool = False  # True: the head's loss trains the backbone too
 
   def setup(self):
-    self.head = nn.Dense(self.num_classes)
+    if self.num_classes:
+      self.head = nn.Dense(self.num_classes)
 
   def __call__(self, images, *, train: bool) -> dict[str, jax.Array]:
     features = self.backbone(images, train=train)
-    head_in = features if self.probe_gradient else jax.lax.stop_gradient(features)
-    return {"features": features,
-            "embeddings": self.projector(features, train=train),
-            "logits": self.head(head_in)}
+    out = {"features": features, "embeddings": self.projector(features, train=train)}
+    if self.num_classes:
+      head_in = features if self.probe_gradient else jax.lax.stop_gradient(features)
+      out["logits"] = self.head(head_in)
+    return out
 
   def embed(self, images, *, projector: bool = False) -> jax.Array:
     features = self.backbone(images, train=False)

@@ -24,6 +24,9 @@ from jaxssl.train import checkpoint, run as run_lib
 from jaxssl.train.metrics import MetricWriter, Monitor, flatten, progress_fields
 
 
+BAD_IMAGES_FILE = "bad_images.txt"
+
+
 class StopSignal:
   """SIGTERM (what TPU and cloud schedulers send before pre-empting) and SIGINT stop the run
   after a step, with a final checkpoint; a second SIGINT interrupts at once.
@@ -131,7 +134,21 @@ def _open(config: ml_collections.ConfigDict, workdir: storage.Path, devices):
     raise
   if distributed.is_main_process():
     checkpoint.write_config(workdir, c)
+    _note_data(run, during, workdir)
   return run, during, mngr, data_iter, state
+
+
+def _note_data(run: run_lib.Run, during: evaluators.DuringTraining,
+               workdir: storage.Path) -> None:
+  """Say once what the data leaves out: image files that do not decode (listed in
+  ``bad_images.txt``) and evaluators that need labels it lacks."""
+  bad = run.bad_images
+  if bad:
+    (workdir / BAD_IMAGES_FILE).write_text("\n".join(bad) + "\n")
+    _say(f"Left out {len(bad)} image file(s) that do not decode (data.on_bad_image=skip); "
+         f"listed in {workdir / BAD_IMAGES_FILE}.")
+  if during.notice:
+    _say(f"Note: {during.notice}")
 
 
 def _log_scalars(run: run_lib.Run, monitor: Monitor, state, *, steps: int, seconds: float,
@@ -144,7 +161,7 @@ def _log_scalars(run: run_lib.Run, monitor: Monitor, state, *, steps: int, secon
                          "images_per_s": steps * c.train.global_batch / seconds}
   if monitor.max_skipped:
     scalars.setdefault("optim", {})["skipped_steps"] = float(monitor.skipped)
-  if evaluate:
+  if evaluate and run.has_head:
     scalars.setdefault("head", {})["val_accuracy"] = run.head_accuracy(state)
   return scalars
 

@@ -19,7 +19,7 @@ from jaxssl import config as config_lib
 from jaxssl.config import check
 from jaxssl import distributed
 from jaxssl import methods
-from jaxssl.data import decode, loader, source
+from jaxssl.data import decode, folder, loader, source
 from jaxssl.models import model_from_config
 from jaxssl.train import optim, state as state_lib, step as step_lib
 
@@ -38,11 +38,17 @@ class Run:
     c = self.config = config
     self.mesh = distributed.data_mesh(devices)
     check_settings(c)
+    self.method = methods.get_method(c.method.name)
+    self.method_kwargs = self.method.kwargs(c.method.kwargs)
     config_lib.validate(c, num_devices=self.mesh.size if training else 1)
-    self.train_info = info or source.split_info(c.data.name, c.data.train_split,
-                                                data_dir=c.data.data_dir)
-    self.eval_info = info or source.split_info(c.data.name, c.data.eval_split,
-                                               data_dir=c.data.data_dir)
+    self.train_info = info or source.open_data(c.data, "train", read=False)[1]
+    self.eval_info = info or source.open_data(c.data, "eval", read=False)[1]
+    # What the evaluators fit on: the training split, or data.eval_path's own (a folder).
+    self.eval_train_info = info or (source.open_data(c.data, "eval_train", read=False)[1]
+                                    if c.data.name == folder.NAME else self.train_info)
+    check(self.train_info.num_classes or not self.method.supervised, "method.name",
+          f"{c.method.name!r} trains on labels, and {self.train_info.name!r} has none: pick "
+          "a self-supervised method, or give the folder class subfolders.")
     check(not training or c.train.global_batch <= self.train_info.num_examples,
           "train.global_batch", f"{c.train.global_batch} is larger than the training split "
           f"{c.data.train_split!r} of {c.data.name!r} ({self.train_info.num_examples} "
@@ -56,8 +62,6 @@ class Run:
             f"{c.model.vit.patch}.")
     self.steps_per_epoch = max(self.train_info.num_examples // c.train.global_batch, 1)
     self.total_steps = c.train.steps or int(c.train.epochs * self.steps_per_epoch)
-    self.method = methods.get_method(c.method.name)
-    self.method_kwargs = self.method.kwargs(c.method.kwargs)
     self.model = model_from_config(c.model, self.train_info.num_classes,
                                    probe_gradient=self.method.supervised)
     lengths = dict(global_batch=c.train.global_batch, total_steps=self.total_steps,
@@ -77,15 +81,43 @@ class Run:
 
   @functools.cached_property
   def train_source(self):
-    return self._open(self.config.data.train_split)
+    return self._open("train")
+
+  @functools.cached_property
+  def eval_train_source(self):
+    """What the evaluators fit on (the training split unless data.eval_path is set)."""
+    if self.config.data.name == folder.NAME:
+      return self._open("eval_train")
+    return self.train_source
 
   @functools.cached_property
   def eval_source(self):
-    return self._open(self.config.data.eval_split)
+    return self._open("eval")
 
-  def _open(self, split: str):
-    d = self.config.data
-    return source.open_split(d.name, split, data_dir=d.data_dir, in_memory=d.in_memory)[0]
+  @property
+  def bad_images(self) -> list[str]:
+    """The image files of this run's folders left out (``data.on_bad_image="skip"``)."""
+    if self.config.data.name != folder.NAME:
+      return []
+    return sorted({path for role in source.ROLES
+                   for path in source.open_data(self.config.data, role, read=False)[2]})
+
+  @property
+  def has_head(self) -> bool:
+    """Whether the online linear head is trained (and read on the eval split): the training
+    split has labels, which are the eval split's (no separate data.eval_path)."""
+    return bool(self.train_info.num_classes) and not (
+        self.config.data.name == folder.NAME and self.config.data.eval_path)
+
+  def evaluable(self) -> dict[str, bool]:
+    """What the evaluators may use: ``has_labels`` (the evaluation's splits have labels) and
+    ``has_head`` (see ``has_head``): ``evaluators.build``'s keywords."""
+    return {"has_labels": bool(self.eval_train_info.num_classes and
+                               self.eval_info.num_classes),
+            "has_head": self.has_head}
+
+  def _open(self, role: str):
+    return source.open_data(self.config.data, role)[0]
 
   def train_iterator(self):
     c = self.config

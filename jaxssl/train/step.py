@@ -55,10 +55,12 @@ def make_update(model, method, method_kwargs: dict[str, Any],
                                  mutable=["batch_stats"], rngs=drop(1))
     loss, aux, method_state = method.loss(out_a["embeddings"], out_b["embeddings"],
                                           state.method_state, key, **method_kwargs)
+    metrics = {"loss": loss, "terms": aux}
+    if "logits" not in out_a:  # unlabeled data: no online head
+      return loss, (metrics, updates.get("batch_stats", {}), method_state)
     head_loss, head_acc = head_metrics(
         jnp.concatenate([out_a["logits"], out_b["logits"]]), jnp.concatenate([labels, labels]))
-    metrics = {"loss": loss, "terms": aux,
-               "head": {"loss": head_loss, "accuracy": head_acc}}
+    metrics["head"] = {"loss": head_loss, "accuracy": head_acc}
     # Self-supervised methods: the head sees stop_gradient(features), so adding its loss
     # trains the head alone; supervised methods (VCReg) train the backbone through it.
     return loss + head_loss, (metrics, updates.get("batch_stats", {}), method_state)

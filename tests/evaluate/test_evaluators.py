@@ -108,13 +108,20 @@ def test_bad_names_and_settings_name_the_key(fmnist_data_dir, change, chosen, me
     evaluators.build(c, chosen)
 
 
-def test_labelled_protocols_need_labels(fmnist_data_dir):
+def test_labelled_protocols_are_skipped_without_labels(fmnist_data_dir):
+  """Unlabeled data: the protocols that need labels are left out, and one notice says which
+  and how to give labels; fine-tuning also needs the model's head to fit the classes."""
   c = smoke_config(fmnist_data_dir)
-  with pytest.raises(ConfigError, match=r"\['knn'\] need labels.*: choose label-free"):
-    evaluators.build(c, ["knn", "rankme"], has_labels=False)
-  assert list(evaluators.build(c, ["rankme"], has_labels=False)) == ["rankme"]
-  with pytest.raises(ConfigError, match=r"has none: --config.evals.knn.every=0"):
-    evaluators.build(c, has_labels=False, during_training=True)
+  assert list(evaluators.build(c, ["knn", "rankme"], has_labels=False)) == ["rankme"]
+  notice = evaluators.skipped_notice(c, ["knn", "logistic", "rankme"], has_labels=False)
+  assert notice.startswith("Skipped knn, logistic: they need labels")
+  assert "--config.data.eval_path=DIR" in notice
+  assert evaluators.skipped_notice(c, ["rankme"], has_labels=False) is None
+  assert evaluators.skipped_notice(c, ["knn"]) is None
+  assert list(evaluators.build(c, ["finetune_1", "knn"], has_head=False)) == ["knn"]
+  assert "finetune_1" in evaluators.skipped_notice(c, ["finetune_1", "knn"], has_head=False)
+  during = evaluators.skipped_notice(c, has_labels=False, during_training=True)
+  assert during.startswith("Skipped knn:")
 
 
 def test_collapse_warning():

@@ -31,12 +31,14 @@ CONFIGS = {
     "vicreg_imagenet": [None, "vit_s16", "vit_b16"],
     "barlow_twins_imagenet": [None, "vit_s16", "vit_b16"],
     "corinfomax_imagenet": [None],
+    "vicreg_folder": [None, "cpu"],
 }
 SPLITS = {  # what the named datasets hold: (train examples, image shape, classes)
     "fashion_mnist_idx": (60000, (28, 28, 1), 10),
     "cifar10": (50000, (32, 32, 3), 10),
     "cifar100": (50000, (32, 32, 3), 100),
     "imagenet2012": (1281167, (None, None, 3), 1000),
+    "folder": (100000, (None, None, 3), 10),  # a labeled folder of one's own images
 }
 # Backbone parameter counts without the classifier: torchvision's resnet50 (25,557,032 with
 # its 2048x1000 fc), the CIFAR ResNet-18 (3x3 stem, no max-pool) of solo-learn, and timm's
