@@ -1,5 +1,6 @@
 """Barlow Twins on CIFAR-10 or CIFAR-100 (ResNet-18, 1000 epochs).
 
+    python -m jaxssl.data.prepare cifar10_bin     # once (cifar100_bin for CIFAR-100)
     python -m jaxssl.train --config configs/barlow_twins_cifar.py:cifar100 --workdir runs/bt_c100
 
 lambda 0.0051 (official), projector 2048-2048-2048 and the LARS recipe of

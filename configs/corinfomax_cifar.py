@@ -1,5 +1,6 @@
 """CorInfoMax on CIFAR-10 or CIFAR-100 (ResNet-18, 1000 epochs; serdarozsoy/corinfomax-ssl).
 
+    python -m jaxssl.data.prepare cifar10_bin     # once (cifar100_bin for CIFAR-100)
     python -m jaxssl.train --config configs/corinfomax_cifar.py:cifar100 --workdir runs/cim_c100
 
 The reported runs: alpha 250 and projector 2048-2048-64 (CIFAR-10), alpha 1000 and

@@ -1,5 +1,6 @@
 """Information-theoretic VICReg on CIFAR-10 or CIFAR-100 (ResNet-18, 1000 epochs).
 
+    python -m jaxssl.data.prepare cifar10_bin     # once (cifar100_bin for CIFAR-100)
     python -m jaxssl.train --config configs/info_vicreg_cifar.py --workdir runs/iv_cifar10
     python -m jaxssl.train --config configs/info_vicreg_cifar.py:cifar100,pairdist \\
         --workdir runs/iv_pair_c100

@@ -1,5 +1,6 @@
 """VICReg on CIFAR-10 or CIFAR-100 (the published CIFAR recipe, ResNet-18, 1000 epochs).
 
+    python -m jaxssl.data.prepare cifar10_bin     # once (cifar100_bin for CIFAR-100)
     python -m jaxssl.train --config configs/vicreg_cifar.py --workdir runs/vicreg_cifar10
     python -m jaxssl.train --config configs/vicreg_cifar.py:cifar100 --workdir runs/vicreg_c100
 

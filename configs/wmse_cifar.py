@@ -1,5 +1,6 @@
 """W-MSE on CIFAR-10 or CIFAR-100 (ResNet-18, 1000 epochs; htdt/self-supervised's CIFAR run).
 
+    python -m jaxssl.data.prepare cifar10_bin     # once (cifar100_bin for CIFAR-100)
     python -m jaxssl.train --config configs/wmse_cifar.py:cifar100 --workdir runs/wmse_c100
 
 Embedding 64 through a 1024-wide projector, whitening sub-batches of 128 rows (eps 0, one

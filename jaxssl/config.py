@@ -232,7 +232,8 @@ def cifar_config(dataset: str) -> ml_collections.ConfigDict:
   10 warm-up epochs then cosine, batch 256, 1000 epochs."""
   stats = {"cifar10": CIFAR10_STATS, "cifar100": CIFAR100_STATS}[dataset]
   c = base_config()
-  c.data.name, c.data.train_split, c.data.eval_split = dataset, "train", "test"
+  # Prepared from the original archive, no TensorFlow: python -m jaxssl.data.prepare NAME.
+  c.data.name, c.data.train_split, c.data.eval_split = f"{dataset}_bin", "train", "test"
   c.aug = vicreg_views(32, stats)
   for view in (c.aug.view_a, c.aug.view_b):
     view.crop_scale, view.blur_prob = (0.2, 1.0), 0.0

@@ -93,3 +93,25 @@ def tiny_run(fmnist_data_dir, tmp_path_factory):
   workdir = tmp_path_factory.mktemp("run")
   loop.train(smoke_config(fmnist_data_dir), workdir)
   return workdir
+
+
+@pytest.fixture(scope="session")
+def cifar_data_dir(tmp_path_factory):
+  """A TFDS data_dir where ``cifar10_bin`` and ``cifar100_bin`` are prepared (by
+  ``jaxssl.data.prepare``) from small archives in the original byte layout (about 150
+  training images)."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from jaxssl.data import catalog, prepare  # pylint: disable=g-import-not-at-top
+  from tests.data.test_archives import cifar_archive  # pylint: disable=g-import-not-at-top
+  root = tmp_path_factory.mktemp("cifar")
+  rng = np.random.default_rng(0)
+  for name, label_bytes in (("cifar10_bin", 1), ("cifar100_bin", 2)):
+    archive, _ = cifar_archive(root, label_bytes, rng, per_file=(30, 160)[label_bytes - 1])
+    old = catalog.ARCHIVES[name]
+    catalog.ARCHIVES[name] = catalog.Archive(old.url, "sha256",
+                                             (prepare.digest(str(archive), "sha256"),))
+    try:
+      prepare.prepare(name, archive=str(archive), data_dir=str(root / "tfds"))
+    finally:
+      catalog.ARCHIVES[name] = old
+  return str(root / "tfds")

@@ -22,7 +22,7 @@ import tensorflow_datasets as tfds
 from array_record.python import array_record_data_source
 
 from jaxssl import storage
-from jaxssl.data import fashion_mnist, folder, mnist_5k
+from jaxssl.data import archives, catalog, fashion_mnist, folder, mnist_5k
 from jaxssl.errors import DatasetError
 
 Record = dict[str, Any]
@@ -118,12 +118,25 @@ LOCAL_BUILDERS = {fashion_mnist.NAME: fashion_mnist.FashionMnistIdx,
 
 
 def _local(name: str, split: str, data_dir: str | None):
+  if name in archives.BUILDERS:  # prepared from an archive by jaxssl.data.prepare
+    builder = archives.BUILDERS[name](data_dir=data_dir, file_format="array_record")
+    if not builder.is_prepared():
+      raise DatasetError(
+          f"Dataset {name!r} is not prepared under {catalog.data_dir(data_dir)}. Prepare it "
+          f"once (no TensorFlow; downloads the original archive, or takes it with --archive):"
+          f"\n    python -m jaxssl.data.prepare {name}"
+          + (f" --data_dir {data_dir}" if data_dir else ""))
+    return _as_source(builder, name, split)
   builder = LOCAL_BUILDERS[name](data_dir=data_dir, file_format="array_record")
   if not builder.is_prepared():
     try:
       builder.download_and_prepare()
     except FileNotFoundError as err:  # the builders' errors say where the files come from
       raise DatasetError(str(err)) from err
+  return _as_source(builder, name, split)
+
+
+def _as_source(builder, name: str, split: str):
   try:
     return builder.as_data_source(split), builder.info
   except (KeyError, ValueError) as err:
@@ -238,7 +251,7 @@ def open_split(name: str, split: str, *, data_dir: str | None = None,
   right choice for Fashion-MNIST and CIFAR, whose train splits are 47-150 MB.
   """
   check_data_dir(data_dir)
-  if name in LOCAL_BUILDERS:
+  if name in LOCAL_BUILDERS or name in archives.BUILDERS:
     data, info = _local(name, split, data_dir)
   else:
     data, info = _tfds(name, split, data_dir)
@@ -289,7 +302,7 @@ def open_data(data, role: str, *, read: bool = True):
   (``data.on_bad_image="skip"``). ``read=False``: the ``SplitInfo`` alone (no source)."""
   if role not in ROLES:
     raise ValueError(f"role must be one of {ROLES}; got {role!r}.")
-  if data.name != folder.NAME:
+  if not is_folder(data):
     split = data.eval_split if role == "eval" else data.train_split
     if not read:
       return None, split_info(data.name, split, data_dir=data.data_dir), []
@@ -297,6 +310,12 @@ def open_data(data, role: str, *, read: bool = True):
                               in_memory=data.in_memory)
     return opened, info, []
   return _open_folder(data, role)
+
+
+def is_folder(data) -> bool:
+  """Whether the config section ``data`` names a folder (``"folder"`` and ``data.path``, or a
+  folder dataset of ``jaxssl.data.prepare``)."""
+  return data.name == folder.NAME or data.name in catalog.FOLDERS
 
 
 def _open_folder(data, role: str):
@@ -311,7 +330,14 @@ def _open_folder(data, role: str):
     raise DatasetError(f"config.data.channels: 1 (grey) or 3 (RGB); got {data.channels}.")
   separate = role != "train" and data.eval_path
   key = "data.eval_path" if separate else "data.path"
-  root = folder.resolve(data.eval_path if separate else data.path, key)
+  path = data.eval_path if separate else data.path
+  if data.name in catalog.FOLDERS and not separate:
+    path = catalog.folder_path(data.name, data.data_dir)
+    if not os.path.isdir(path):
+      raise DatasetError(f"Dataset {data.name!r} is not prepared ({path} does not exist). "
+                         f"Prepare it once:\n    python -m jaxssl.data.prepare {data.name}"
+                         + (f" --data_dir {data.data_dir}" if data.data_dir else ""))
+  root = folder.resolve(path, key)
   # Pretraining reads all of data.path when the evaluation has a folder of its own.
   fraction = 0.0 if role == "train" and data.eval_path else data.val_fraction
   splits, store, index, bad = folder.cached_parts(
@@ -324,6 +350,7 @@ def _open_folder(data, role: str):
         + ("give it a val/ folder beside train/, set --config.data.val_fraction above 0, or "
            "name a labeled folder with --config.data.eval_path=DIR."
            if role == "eval" else "add images to it."))
-  info = SplitInfo(f"folder {root}", "val" if role == "eval" else "train", len(part.ids),
+  name = data.name if data.name in catalog.FOLDERS else f"folder {root}"
+  info = SplitInfo(name, "val" if role == "eval" else "train", len(part.ids),
                    (None, None, data.channels), len(part.classes))
   return folder.FolderSource(store, part, index.paths), info, bad

@@ -19,7 +19,7 @@ from jaxssl import config as config_lib
 from jaxssl.config import check
 from jaxssl import distributed
 from jaxssl import methods
-from jaxssl.data import decode, folder, loader, source
+from jaxssl.data import decode, loader, source
 from jaxssl.models import model_from_config
 from jaxssl.train import optim, state as state_lib, step as step_lib
 
@@ -45,7 +45,7 @@ class Run:
     self.eval_info = info or source.open_data(c.data, "eval", read=False)[1]
     # What the evaluators fit on: the training split, or data.eval_path's own (a folder).
     self.eval_train_info = info or (source.open_data(c.data, "eval_train", read=False)[1]
-                                    if c.data.name == folder.NAME else self.train_info)
+                                    if source.is_folder(c.data) else self.train_info)
     check(self.train_info.num_classes or not self.method.supervised, "method.name",
           f"{c.method.name!r} trains on labels, and {self.train_info.name!r} has none: pick "
           "a self-supervised method, or give the folder class subfolders.")
@@ -86,7 +86,7 @@ class Run:
   @functools.cached_property
   def eval_train_source(self):
     """What the evaluators fit on (the training split unless data.eval_path is set)."""
-    if self.config.data.name == folder.NAME:
+    if source.is_folder(self.config.data):
       return self._open("eval_train")
     return self.train_source
 
@@ -97,7 +97,7 @@ class Run:
   @property
   def bad_images(self) -> list[str]:
     """The image files of this run's folders left out (``data.on_bad_image="skip"``)."""
-    if self.config.data.name != folder.NAME:
+    if not source.is_folder(self.config.data):
       return []
     return sorted({path for role in source.ROLES
                    for path in source.open_data(self.config.data, role, read=False)[2]})
@@ -107,7 +107,7 @@ class Run:
     """Whether the online linear head is trained (and read on the eval split): the training
     split has labels, which are the eval split's (no separate data.eval_path)."""
     return bool(self.train_info.num_classes) and not (
-        self.config.data.name == folder.NAME and self.config.data.eval_path)
+        source.is_folder(self.config.data) and self.config.data.eval_path)
 
   def evaluable(self) -> dict[str, bool]:
     """What the evaluators may use: ``has_labels`` (the evaluation's splits have labels) and

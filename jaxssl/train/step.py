@@ -25,9 +25,15 @@ def images_to_float(images: jax.Array) -> jax.Array:
 
 
 def head_metrics(logits: jax.Array, labels: jax.Array) -> tuple[jax.Array, jax.Array]:
-  """Mean cross-entropy and accuracy of the linear head."""
-  loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
-  return loss, jnp.mean(jnp.argmax(logits, -1) == labels)
+  """Mean cross-entropy and accuracy of the linear head over the labeled rows (label -1: none,
+  as in STL-10's unlabeled split)."""
+  labeled = labels >= 0
+  # The means over all rows, rescaled to the labeled ones: the very same numbers when every
+  # row has a label (the scale is then exactly 1).
+  scale = labels.shape[0] / jnp.maximum(jnp.sum(labeled), 1)
+  loss = optax.softmax_cross_entropy_with_integer_labels(logits, jnp.maximum(labels, 0))
+  correct = (jnp.argmax(logits, -1) == labels) & labeled
+  return jnp.mean(loss * labeled) * scale, jnp.mean(correct) * scale
 
 
 def make_update(model, method, method_kwargs: dict[str, Any],

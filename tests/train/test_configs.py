@@ -7,7 +7,6 @@ import pathlib
 import jax
 import numpy as np
 import pytest
-import tensorflow_datasets as tfds
 
 from jaxssl import config as config_lib
 from jaxssl.data import source
@@ -35,8 +34,8 @@ CONFIGS = {
 }
 SPLITS = {  # what the named datasets hold: (train examples, image shape, classes)
     "fashion_mnist_idx": (60000, (28, 28, 1), 10),
-    "cifar10": (50000, (32, 32, 3), 10),
-    "cifar100": (50000, (32, 32, 3), 100),
+    "cifar10_bin": (50000, (32, 32, 3), 10),
+    "cifar100_bin": (50000, (32, 32, 3), 100),
     "imagenet2012": (1281167, (None, None, 3), 1000),
     "folder": (100000, (None, None, 3), 10),  # a labeled folder of one's own images
 }
@@ -110,20 +109,21 @@ def test_fashion_mnist_recipes_train_in_smoke_form(name, arg, fmnist_data_dir):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", [n for n in CONFIGS if n.endswith("_cifar")])
-def test_cifar_configs_train_in_smoke_form(name):
+def test_cifar_configs_train_in_smoke_form(name, cifar_data_dir):
+  """After one preparation command (jaxssl.data.prepare, here of small archives)."""
   c = load(name, "smoke")
-  with tfds.testing.mock_data(num_examples=128):  # (the splits open on first use)
-    _, losses, step = run_steps(run_lib.Run(c), 3)
+  c.data.data_dir = cifar_data_dir
+  _, losses, step = run_steps(run_lib.Run(c), 3)
   assert np.all(np.isfinite(losses)), losses
   assert step._cache_size() == 1
 
 
 @pytest.mark.slow
-def test_full_cifar_resnet18_recipe_takes_a_real_step():
+def test_full_cifar_resnet18_recipe_takes_a_real_step(cifar_data_dir):
   c = load("vicreg_cifar", None)
   c.train.global_batch = 16
-  with tfds.testing.mock_data(num_examples=64):
-    state, losses, _ = run_steps(run_lib.Run(c), 1)
+  c.data.data_dir = cifar_data_dir
+  state, losses, _ = run_steps(run_lib.Run(c), 1)
   assert np.isfinite(losses[0])
   assert count(state.params["projector"]) == 512 * 2048 + 2 * 2048 * 2048 + 4 * 2048
 
