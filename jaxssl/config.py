@@ -49,8 +49,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.init_from = config_dict.placeholder(str)
   # name: a TFDS dataset (read from data_dir, splits train_split and eval_split) or "folder":
   # the images under path (local or gs://; jaxssl.data.folder), labeled by class subfolders
-  # (labels "auto", "folders" or "none"), val_fraction held out unless it has train/ and val/
-  # folders or eval_path names a labeled folder to evaluate on; converted to channels; files
+  # (labels "auto", "folders" or "none"; eval_path's always "auto"), val_fraction held out
+  # unless it has train/ and val/ folders or eval_path names a labeled folder to evaluate on
+  # (its own train/ and val/, or its held-out fraction); converted to channels; files
   # that do not decode fail the run or are left out (on_bad_image "fail" or "skip"); the
   # folder's index is cached in index_dir (default ~/.cache/jaxssl).
   c.data = dict(name="fashion_mnist_idx", data_dir=config_dict.placeholder(str),

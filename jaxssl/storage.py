@@ -16,7 +16,8 @@ atomic rename; how each writer manages without them:
   GCS writer); a resumed attempt starts a new one with ``purge_step``.
 
 Emulators: with ``$STORAGE_EMULATOR_HOST`` set (the variable of Google's clients and gcsfs),
-TensorStore is pointed at the same server (``$TENSORSTORE_GCS_HTTP_URL``), no credentials are
+TensorStore and array_record's reader are pointed at the same server
+(``$TENSORSTORE_GCS_HTTP_URL``, ``$CLOUD_STORAGE_EMULATOR_ENDPOINT``), no credentials are
 asked for, and gcsfs does not probe for hierarchical-namespace buckets (an API emulators lack:
 each probe fails after a timeout, with a warning).
 """
@@ -38,6 +39,7 @@ SCHEMES = ("gs",)
 
 EMULATOR_ENV = "STORAGE_EMULATOR_HOST"
 TENSORSTORE_ENV = "TENSORSTORE_GCS_HTTP_URL"
+ARRAY_RECORD_ENV = "CLOUD_STORAGE_EMULATOR_ENDPOINT"
 
 # gcsfs caches directory listings per process; checkpoints are written by TensorStore (and
 # by other processes), which that cache never hears of: a process that listed a workdir would
@@ -114,7 +116,9 @@ def connect_emulator() -> None:
   host = os.environ.get(EMULATOR_ENV)
   if not host:
     return
-  os.environ.setdefault(TENSORSTORE_ENV, host if "://" in host else f"http://{host}")
+  url = host if "://" in host else f"http://{host}"
+  os.environ.setdefault(TENSORSTORE_ENV, url)
+  os.environ.setdefault(ARRAY_RECORD_ENV, url)  # array_record's reader (google-cloud-cpp)
   os.environ.setdefault("GOOGLE_AUTH_TOKEN_FOR_TESTING", "emulator")  # TensorStore's
   os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")  # read on gcsfs' import
 

@@ -118,9 +118,43 @@ def test_the_advice_to_move_a_bad_checkpoint_fits_the_store():
       "gcloud storage mv gs://b/r/checkpoints/8 gs://b/r/bad_8")
 
 
-def test_a_bucket_data_dir_is_refused_up_front():
-  with pytest.raises(errors.DatasetError, match="mount the bucket|Mount the bucket"):
-    source.open_split("fashion_mnist_idx", "train", data_dir="gs://bkt/tensorflow_datasets")
+def test_data_is_read_from_a_bucket(gcs, fmnist_data_dir, tmp_path):
+  """A TFDS array_record data dir, a packed folder and a folder of files, each read from
+  gs:// (array_record's own reader, and gcsfs for the files): the same records as locally."""
+  import fsspec  # pylint: disable=g-import-not-at-top
+  from tests.data.test_folder import data_config, make_digits, open_role  # pylint: disable=g-import-not-at-top
+  from jaxssl.data import pack  # pylint: disable=g-import-not-at-top
+  fs = fsspec.filesystem("gs")
+  fs.put(fmnist_data_dir, "bkt/tfds", recursive=True)
+  local, _ = source.open_split("fashion_mnist_idx", "test", data_dir=fmnist_data_dir)
+  remote, info = source.open_split("fashion_mnist_idx", "test", data_dir="gs://bkt/tfds")
+  assert len(remote) == len(local) == info.num_examples
+  for i in (0, 7, len(local) - 1):
+    np.testing.assert_array_equal(remote[i]["image"], local[i]["image"])
+  make_digits(tmp_path / "imgs", 40, np.random.default_rng(0))
+  pack.pack(str(tmp_path / "imgs"), "gs://bkt/packed", cache_dir=str(tmp_path / "idx"))
+  fs.put(str(tmp_path / "imgs"), "bkt/raw", recursive=True)
+  direct, direct_info, _ = open_role(data_config(tmp_path / "imgs"), "train")
+  for path in ("gs://bkt/packed", "gs://bkt/raw"):
+    data = data_config(tmp_path / "x")
+    data.path = path
+    got, got_info, _ = open_role(data, "train")
+    assert got.paths == direct.paths and got_info.num_classes == direct_info.num_classes == 4
+    assert [got[i]["image"] for i in (0, 5)] == [direct[i]["image"] for i in (0, 5)]
+
+
+def test_a_bucket_data_path_without_credentials_is_refused(monkeypatch, tmp_path):
+  for key in ("STORAGE_EMULATOR_HOST", "GOOGLE_APPLICATION_CREDENTIALS"):
+    monkeypatch.delenv(key, raising=False)
+  monkeypatch.setenv("HOME", str(tmp_path))
+  monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "gcloud"))
+  monkeypatch.setenv("NO_GCE_CHECK", "True")
+  from jaxssl.data import folder  # pylint: disable=g-import-not-at-top
+  storage._checked.cache_clear()  # pylint: disable=protected-access
+  with pytest.raises(errors.UserError, match="config.data.path gs://bkt/imgs: no Google Cloud "
+                                             "credentials"):
+    folder.resolve("gs://bkt/imgs", "data.path")
+  storage._checked.cache_clear()  # pylint: disable=protected-access
 
 
 @pytest.mark.parametrize("where", ["local", "bucket"])

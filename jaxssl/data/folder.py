@@ -10,8 +10,9 @@ hold, see docs/data.md). Its layout says what it is:
 - ``DIR/train`` beside ``DIR/val`` (or ``validation``, ``test``): the splits, each one of the
   two layouts above.
 
-``data.labels`` overrides the guess ("folders" or "none"; "auto" guesses: class folders are
-two or more subfolders and no image at the top). Without split folders, ``data.val_fraction``
+``data.labels`` overrides the guess for ``DIR`` ("folders" or "none"; "auto" guesses: class
+folders are two or more subfolders and no image at the top; ``data.eval_path`` is always
+guessed). Without split folders, ``data.val_fraction``
 of the images is held out for evaluation, picked by a hash of each file's path (a file stays
 in its split as the folder grows). ``data.eval_path`` names a separate (labeled) folder to
 evaluate on instead: the probes fit on its train split and test on its val split (its own

@@ -205,21 +205,12 @@ def _split_info(info: tfds.core.DatasetInfo, name: str, split: str,
 
 
 def check_data_dir(data_dir: str | None) -> None:
-  """Refuse an object-store data dir (``data.data_dir`` or ``$TFDS_DATA_DIR``) up front.
-
-  TFDS finds the dataset there through epath, but the reader it hands the records to,
-  ``array_record``'s C++ ``ArrayRecordReader`` (what reads without TensorFlow), opens local
-  files only, and given a path it cannot open (any ``gs://`` one) it never returns
-  (array_record 0.8.6)."""
+  """A ``gs://`` data dir (``data.data_dir`` or ``$TFDS_DATA_DIR``) checked up front:
+  credentials and the bucket (``storage.resolve``). TFDS finds the dataset there through
+  epath, and array_record (0.8.3 and later) reads its files from the bucket by range."""
   where = data_dir or os.environ.get("TFDS_DATA_DIR")
   if where and storage.is_object_store(where):
-    setting = "data.data_dir" if data_dir else "$TFDS_DATA_DIR"
-    raise DatasetError(
-        f"{setting}={where}: TFDS datasets are read from a local directory. array_record's "
-        "reader (TFDS's without TensorFlow) opens local files only; on a gs:// path it hangs. "
-        "Mount the bucket read-only with gcsfuse (launch/tpu_pod.sh setup does, at "
-        "/mnt/$BUCKET) or copy the dataset to local disk (gcloud storage cp -r), and point "
-        f"{setting} there. Workdirs may be gs:// URLs.")
+    storage.resolve(where, what="data.data_dir" if data_dir else "$TFDS_DATA_DIR")
 
 
 def _reads_array_record(data) -> bool:
@@ -230,12 +221,12 @@ def _reads_array_record(data) -> bool:
 
 
 def _check_files(data, name: str, split: str) -> None:
-  """Every file of the split is there: array_record waits forever on one that is not (see
-  ``check_data_dir``), so a shard deleted or never copied would hang the first read."""
+  """Every file of the split is there: array_record waits forever on one that is not, so a
+  shard deleted or never copied would hang the first read."""
   if not _reads_array_record(data):
     return
   instructions = tfds.core.data_sources.base.file_instructions(data.dataset_info, data.split)
-  missing = [i.filename for i in instructions if not os.path.exists(i.filename)]
+  missing = [i.filename for i in instructions if not storage.Path(i.filename).exists()]
   if missing:
     raise DatasetError(
         f"Split {split!r} of dataset {name!r} lists {len(instructions)} files and "
@@ -341,7 +332,8 @@ def _open_folder(data, role: str):
   # Pretraining reads all of data.path when the evaluation has a folder of its own.
   fraction = 0.0 if role == "train" and data.eval_path else data.val_fraction
   splits, store, index, bad = folder.cached_parts(
-      root, val_fraction=fraction, labels=data.labels, on_bad_image=data.on_bad_image,
+      root, val_fraction=fraction, labels="auto" if separate else data.labels,
+      on_bad_image=data.on_bad_image,
       cache_dir=data.index_dir)
   part = splits["val" if role == "eval" else "train"]
   if not len(part.ids):
