@@ -110,7 +110,9 @@ def timed_passes(next_pair, batches: int, passes: int, batch: int) -> dict:
   return {"pairs_per_s": statistics.median(rates), "passes": rates}
 
 
-def jax_worker(settings: dict, batches: int, jpegs: str | None) -> dict:
+def jax_worker(settings: dict, batches: int, jpegs: str | None, data=None) -> dict:
+  """jaxssl's pairs/s; ``data``: a source of encoded images to read instead of ``jpegs``
+  (bench/folder.py's folders)."""
   import jax
 
   from jaxssl import distributed
@@ -119,9 +121,9 @@ def jax_worker(settings: dict, batches: int, jpegs: str | None) -> dict:
 
   mesh = distributed.data_mesh()
   view_a, view_b = augment.vicreg_views(settings["size"])
-  if jpegs:
+  if data is not None or jpegs:
     crops = decode.TwoCrops((view_a, view_b), channels=3)
-    data = JpegSource(*read_jpegs(jpegs))
+    data = data if data is not None else JpegSource(*read_jpegs(jpegs))
   else:
     crops, data = None, source.ArraySource(*images(settings))
   it = loader.train_iterator(data, global_batch=settings["batch"], seed=0, crops=crops,
@@ -149,7 +151,10 @@ def jax_worker(settings: dict, batches: int, jpegs: str | None) -> dict:
   return row
 
 
-def tf_worker(settings: dict, batches: int, jpegs: str | None) -> dict:
+def tf_worker(settings: dict, batches: int, jpegs: str | None,
+              files: list[str] | None = None) -> dict:
+  """tf.data's pairs/s; ``files``: JPEG files to read (``tf.io.read_file``) instead of the
+  bytes of ``jpegs``."""
   import tensorflow as tf
 
   size = settings["size"]
@@ -164,7 +169,7 @@ def tf_worker(settings: dict, batches: int, jpegs: str | None) -> dict:
         max_attempts=10, use_image_if_no_bounding_boxes=True)
 
   def crop(image):
-    if jpegs:  # decode only the crop window, as the TF ImageNet pipelines do
+    if jpegs or files:  # decode only the crop window, as the TF ImageNet pipelines do
       begin, extent, _ = sample_box(tf.io.extract_jpeg_shape(image))
       window = tf.stack([begin[0], begin[1], extent[0], extent[1]])
       image = tf.io.decode_and_crop_jpeg(image, window, channels=3)
@@ -211,9 +216,15 @@ def tf_worker(settings: dict, batches: int, jpegs: str | None) -> dict:
     image = maybe(solarize_prob, lambda im: tf.where(im >= 0.5, 1.0 - im, im), image)
     return (image - mean) / std
 
-  x, y = read_jpegs(jpegs) if jpegs else images(settings)
-  ds = (tf.data.Dataset.from_tensor_slices((x, y)).repeat().shuffle(10_000, seed=0)
-        .map(lambda im, label: (view(im, 1.0, 0.0), view(im, 0.1, 0.2), label),
+  if files:
+    ds = (tf.data.Dataset.from_tensor_slices((files, [0] * len(files))).repeat()
+          .shuffle(10_000, seed=0)
+          .map(lambda path, label: (tf.io.read_file(path), label),
+               num_parallel_calls=tf.data.AUTOTUNE, deterministic=False))
+  else:
+    x, y = read_jpegs(jpegs) if jpegs else images(settings)
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).repeat().shuffle(10_000, seed=0)
+  ds = (ds.map(lambda im, label: (view(im, 1.0, 0.0), view(im, 0.1, 0.2), label),
              num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
         .batch(settings["batch"], drop_remainder=True).prefetch(tf.data.AUTOTUNE))
   it = iter(ds)

@@ -14,8 +14,7 @@ import pytest
 from PIL import Image
 
 from jaxssl import config as config_lib
-from jaxssl.data import decode, folder, folder_index, pack, source
-from jaxssl.errors import DatasetError
+from jaxssl.data import decode, folder, folder_index, source
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "TIFF", "GIF")
