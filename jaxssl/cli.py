@@ -11,6 +11,15 @@ from absl import flags
 
 from jaxssl import distributed
 from jaxssl.errors import UserError
+from jaxssl.watchdog import EXIT_STATUS as EXIT_STALLED
+
+# The exit statuses of the command lines, for schedulers and scripts: 0 finished, 1 a user
+# error (one paragraph on stderr), 3 stalled (the watchdog: the stacks on stderr, resumable
+# from the last checkpoint), 75 (EX_TEMPFAIL) stopped early by SIGTERM or SIGINT after a final
+# checkpoint: run the same command again to resume (launch/slurm.sbatch requeues on it).
+EXIT_FINISHED, EXIT_USER_ERROR, EXIT_RESUMABLE = 0, 1, 75
+EXIT_STATUSES = {EXIT_FINISHED: "finished", EXIT_USER_ERROR: "user error",
+                 EXIT_STALLED: "stalled (watchdog)", EXIT_RESUMABLE: "stopped early, resumable"}
 
 _MODE = flags.DEFINE_enum(
     "distributed", "auto", distributed.MODES,
@@ -45,7 +54,7 @@ def user_errors():
     yield
   except UserError as err:
     print(f"error: {err}", file=sys.stderr)
-    sys.exit(1)
+    sys.exit(EXIT_USER_ERROR)
 
 
 def parse_flags(argv: list[str]) -> list[str]:

@@ -2,6 +2,7 @@
 # The CPU default, end to end: set up, pretrain VICReg on Fashion-MNIST, evaluate the
 # checkpoint (linear probes, k-NN, RankMe) against a randomly initialised encoder.
 #   bash launch/quickstart.sh [WORKDIR] [extra --config.key=value overrides]
+# Stopped early (Ctrl-C, SIGTERM), it exits 75 without evaluating; run it again to resume.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORKDIR="${1:-runs/vicreg_fashion_mnist}"
@@ -14,5 +15,13 @@ while (( devices * 2 <= cores && devices < 8 )); do devices=$((devices * 2)); do
 export XLA_FLAGS="${XLA_FLAGS:-} --xla_force_host_platform_device_count=$devices"
 python3 -m venv .venv
 .venv/bin/pip install -q -e .
-.venv/bin/python -m jaxssl.train --config configs/vicreg_fashion_mnist.py --workdir "$WORKDIR" "$@"
+status=0
+.venv/bin/python -m jaxssl.train --config configs/vicreg_fashion_mnist.py --workdir "$WORKDIR" \
+  "$@" || status=$?
+if (( status == 75 )); then  # stopped early (SIGTERM, Ctrl-C) after a checkpoint: no partial eval
+  echo "Training stopped before its end; run the same command again to resume it." >&2
+  exit 75
+elif (( status != 0 )); then
+  exit "$status"
+fi
 .venv/bin/python -m jaxssl.evaluate --workdir "$WORKDIR"

@@ -177,7 +177,7 @@ def test_sigterm_to_one_process_stops_every_process_after_the_same_step(fmnist_d
   wait_for_step(tmp_path, 2, procs)
   procs[1].send_signal(signal.SIGTERM)
   outputs = [p.communicate(timeout=120) for p in procs]
-  assert [p.returncode for p in procs] == [0, 0], outputs
+  assert [p.returncode for p in procs] == [75, 75], outputs  # stopped early, resumable
   saved = sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir()
                  if p.name.isdigit())
   stop = saved[-1]

@@ -102,6 +102,49 @@ def test_slurm_time_limit_stops_at_a_common_step_and_requeues(fmnist_data_dir, t
   assert calls(tmp_path) == [["scontrol", "requeue", "4242"]]
 
 
+def trainer_pids(workdir) -> list[int]:
+  """The trainer processes of ``workdir`` (the tasks a launch script started)."""
+  found = subprocess.run(["pgrep", "-f", f"jaxssl.train .*{workdir}"], capture_output=True,
+                         text=True, check=False).stdout.split()
+  return [int(pid) for pid in found]
+
+
+@pytest.mark.slow
+def test_slurm_requeues_tasks_stopped_early(fmnist_data_dir, tmp_path):
+  """A pre-empted task (SIGTERM to a task, not to the batch script): every task stops after a
+  common step with exit status 75, and the batch script requeues the job on it."""
+  workdir = tmp_path / "run"
+  command = train_command(workdir, fmnist_data_dir, "--config.train.steps=1000")[3:]
+  job = subprocess.Popen(["bash", "launch/slurm.sbatch", *command], cwd=ROOT,
+                         env=slurm_env(tmp_path), stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+  wait_for_step(workdir, 2, [job])
+  os.kill(trainer_pids(workdir)[-1], signal.SIGTERM)
+  out, err = job.communicate(timeout=120)
+  assert job.returncode == 0, err[-3000:]
+  assert "stopped early and resumable (exit status 75); requeueing" in err
+  assert calls(tmp_path) == [["scontrol", "requeue", "4242"]]
+
+
+@pytest.mark.slow
+def test_quickstart_stopped_early_exits_75_without_evaluating(fmnist_data_dir, tmp_path):
+  workdir = tmp_path / "run"
+  env = {**os.environ, "FASHION_MNIST_DIR": str(pathlib.Path(fmnist_data_dir).parent / "idx"),
+         "JAX_PLATFORMS": "cpu"}
+  job = subprocess.Popen(["bash", "launch/quickstart.sh", str(workdir),
+                          f"--config.data.data_dir={fmnist_data_dir}",
+                          "--config.model.widths=(8, 16)", "--config.model.projector=64-64",
+                          "--config.train.global_batch=64", "--config.train.log_every=1"],
+                         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, start_new_session=True)
+  wait_for_step(workdir, 2, [job], timeout=400)
+  os.killpg(job.pid, signal.SIGINT)  # Ctrl-C: the whole foreground group
+  out, err = job.communicate(timeout=120)
+  assert job.returncode == 75, err[-3000:]
+  assert "run the same command again to resume it" in err
+  assert not (workdir / "eval").exists()
+
+
 def test_tpu_pod_driver_runs_one_command_on_every_worker(tmp_path):
   env = fake_bin(tmp_path, gcloud=RECORD)
   env.update({"TPU_NAME": "pod", "ZONE": "us-central2-b", "BUCKET": "bkt"})

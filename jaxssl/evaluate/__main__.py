@@ -4,7 +4,10 @@
 initialised encoder; writes eval.json, report.md, PNGs.
 
 Runs on any number of devices and processes (the multi-process flags of ``jaxssl/cli.py``);
-every process computes its share of the features, process 0 writes the report."""
+every process computes its share of the features, process 0 writes the report.
+
+Exit status: 0 done; 1 a one-paragraph message on a bad workdir, checkpoint or setting; 3 a
+stalled feature pass (the watchdog's stacks on stderr)."""
 
 from absl import app, flags, logging
 

@@ -1,13 +1,17 @@
 """``python -m jaxssl.train --config configs/X.py[:smoke] --workdir DIR [--config.key=value]``.
 
-Exit status: 0 when the run finished or was stopped by SIGTERM/SIGINT after a final checkpoint
-(run the same command to resume); 1 with a one-paragraph message on a bad config, dataset,
-workdir or checkpoint, non-finite values, or a multi-process run that cannot start.
+Exit status: 0 when the run finished; 75 (EX_TEMPFAIL) when SIGTERM or SIGINT stopped it
+after a final checkpoint (run the same command to resume; launch/slurm.sbatch requeues on it);
+3 when the watchdog found a stalled step (the stacks on stderr; resumable too); 1 with a
+one-paragraph message on a bad config, dataset, workdir or checkpoint, non-finite values, or a
+multi-process run that cannot start.
 
 Multi-process (pods, clusters, ``launch/local_multiprocess.sh``): every process runs the same
 command; ``--coordinator_address``, ``--num_processes``, ``--process_id`` and ``--distributed``
 (see ``jaxssl/cli.py``) or the matching environment variables say how they find each other.
 """
+
+import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -32,6 +36,8 @@ def main(argv):
     cli.join_processes()
     scalars = loop.train(_CONFIG.value, _WORKDIR.value)
   numbers = {k: v for k, v in scalars.items() if isinstance(v, float)}
+  if "stopped_by" in scalars:  # said already, with how to resume
+    sys.exit(cli.EXIT_RESUMABLE)
   if not is_main_process():
     return
   if numbers:
