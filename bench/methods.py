@@ -54,6 +54,7 @@ import json
 import os
 import pathlib
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -62,6 +63,8 @@ import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # this tree's jaxssl (see run_one)
+sys.path.insert(0, str(ROOT / "bench"))
+import methods_stats  # noqa: E402  (this directory's)
 RESULTS = ROOT / "bench" / "results" / "methods.json"
 
 # In the order the table trains them: the 1-epoch leaders first, so that a table cut short
@@ -386,11 +389,15 @@ def summarise(runs: dict) -> dict:
   for part, rows in tables.items():
     out[part] = {}
     for key, results in rows.items():
-      row = {"seeds": sorted(r["seed"] for r in results)}
+      row = {"seeds": sorted(r["seed"] for r in results),
+             "machines": sorted({methods_stats.machine_of(r) for r in results})}
       for name in NUMBERS:
         values = np.array([r[name] for r in results], np.float64)
         row[name] = float(values.mean())
         row[name + "_std"] = float(values.std(ddof=1)) if len(values) > 1 else None
+        if len(values) > 1 and name in ("logistic", "knn"):
+          spread = methods_stats.interval(values)
+          row[name + "_ci95"], row[name + "_single95"] = spread["ci95"], spread["single_run95"]
       out[part][key] = row
   return out
 
@@ -485,6 +492,12 @@ def report(results: dict) -> str:
                  f"{_cell(row, 'ridge')} | {_cell(row, 'knn')} | "
                  f"{_cell(row, 'rankme', 1, 1)} | {_cell(row, 'hsic_mean', 1, 3)} | "
                  f"{_cell(row, 'mnist_logistic')} | {row['train_s']:.0f} |")
+  runs = results.get("runs", {})
+  for part in sorted(p for p in tables if p.startswith("table")):
+    out += [f"\n{part[len('table_e'):]} epochs, intervals of the logistic probe:\n",
+            methods_stats.rows_markdown(runs, part),
+            f"\n{part[len('table_e'):]} epochs, the claims (paired over common seeds):\n",
+            methods_stats.claims_markdown(runs, part)]
   for part in ("sweep", "projector", "quickstart", "quickstart_default", "vit", "wide",
                "default", "ceiling"):
     if part not in tables:
@@ -524,6 +537,55 @@ def report(results: dict) -> str:
   return "\n".join(out)
 
 
+def same_row(run: dict, other: dict) -> bool:
+  """Whether ``other`` is ``run``'s recipe at another seed (or the same run)."""
+  keys = ("part", "label", "config", "random_init")
+  strip = lambda o: {k: v for k, v in o.items() if k != "seed"}
+  return ("error" not in other and all(run[k] == other[k] for k in keys)
+          and strip(run["overrides"]) == strip(other["overrides"]))
+
+
+def verify(args) -> dict:
+  """Re-run the recorded run ``args.verify`` (at ``args.seed`` if given) and set the new
+  numbers beside the recorded ones and the row's 95% single-run interval."""
+  results = load_results(pathlib.Path(args.out))
+  recorded = results["runs"].get(args.verify)
+  if recorded is None or "error" in recorded:
+    known = [k for k, v in results["runs"].items() if "error" not in v][:5]
+    raise SystemExit(f"No finished run {args.verify!r} in {args.out} (e.g. {known}).")
+  run = Run(**{k: recorded[k] for k in Run.__dataclass_fields__})
+  seed = run.seed if args.seed is None else args.seed
+  run = dataclasses.replace(run, id=f"verify/{run.id}/seed{seed}", seed=seed)
+  shutil.rmtree(pathlib.Path(args.workroot) / run.id.replace("/", "__").replace(" ", "_"),
+                ignore_errors=True)  # a fresh run, not a resumed or finished one
+  print(f"[{time.strftime('%H:%M:%S')}] re-running {args.verify} at seed {seed} ...", flush=True)
+  new = run_one(run, args)
+  if "error" in new:
+    raise SystemExit(f"The re-run failed: {new['error']}\n{new.get('stderr', '')}")
+  row = [r for r in results["runs"].values() if same_row(recorded, r)]
+  lines = [f"{args.verify} (recorded on {methods_stats.machine_of(recorded)}), re-run at seed "
+           f"{seed} on {new['machine']['cpu']} (commit {new['machine']['commit']}); the row "
+           f"has {len(row)} seeds:", "",
+           "| number | recorded | re-run | row mean ± std | a single run (95%) | verdict |",
+           "|---|---:|---:|---:|---|---|"]
+  verdicts = {}
+  for name in ("logistic", "ridge", "knn"):
+    spread = methods_stats.interval([r[name] for r in row])
+    lo, hi = spread["single_run95"]
+    inside = len(row) > 1 and lo <= new[name] <= hi
+    verdicts[name] = "inside" if inside else ("outside" if len(row) > 1 else "no interval")
+    lines.append(f"| {name} | {100 * recorded[name]:.2f} | {100 * new[name]:.2f} | "
+                 f"{100 * spread['mean']:.2f} ± {100 * spread['std']:.2f} | "
+                 f"[{100 * lo:.2f}, {100 * hi:.2f}] | {verdicts[name]} |")
+  print("\n".join(lines))
+  out = pathlib.Path(args.out).with_name("methods_verify.json")
+  done = json.loads(out.read_text()) if out.exists() else {}
+  done[run.id] = {"recorded": args.verify, "seed": seed, "result": new, "verdicts": verdicts,
+                  "row_seeds": sorted(r["seed"] for r in row), "table": lines}
+  out.write_text(json.dumps(done, indent=1, sort_keys=True) + "\n")
+  return done[run.id]
+
+
 def main(argv=None) -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--parts", default="sweep,table,projector",
@@ -540,6 +602,10 @@ def main(argv=None) -> None:
   parser.add_argument("--smoke", action="store_true", help="every run in its smoke form")
   parser.add_argument("--retry", action="store_true", help="redo the runs that failed")
   parser.add_argument("--report", action="store_true", help="print the tables and exit")
+  parser.add_argument("--verify", metavar="RUN_ID", help="re-run one recorded run (e.g. "
+                      "'table/e1/vicreg/seed0') and check it against its row's interval")
+  parser.add_argument("--seed", type=int, help="with --verify: the seed of the re-run "
+                      "(default: the recorded run's)")
   parser.add_argument("--worker", help=argparse.SUPPRESS)
   args = parser.parse_args(argv)
   if args.worker:
@@ -549,6 +615,9 @@ def main(argv=None) -> None:
     return
   if args.report:
     print(report(load_results(pathlib.Path(args.out))))
+    return
+  if args.verify:
+    verify(args)
     return
   args.parts = [p for p in args.parts.split(",") if p]
   unknown = set(args.parts) - set(PARTS)
