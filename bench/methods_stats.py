@@ -140,5 +140,5 @@ def rows_markdown(runs: dict, part: str) -> str:
                  f"{100 * logistic['std']:.2f} | [{lo:.2f}, {hi:.2f}] | [{slo:.2f}, {shi:.2f}] | "
                  f"{100 * knn['mean']:.2f} ± {100 * knn['std']:.2f} | "
                  f"{', '.join(machines)}{flag} |")
-  legend = "; ".join(f"{names[k]}: {k}" for k in kinds)
+  legend = "; ".join(f"{names[k]}: {k}" for k in sorted(kinds, key=names.get))
   return "\n".join(lines) + f"\n\nMachines: {legend}."

@@ -14,10 +14,18 @@
 #   bash launch/tpu_pod.sh stop
 #
 # The workdir is the bucket itself (checkpoints, metrics, TensorBoard events, the report; the
-# workers' service account writes them). TFDS datasets are read from a local directory
-# (array_record's reader opens local files only): by default gs://$BUCKET/tensorflow_datasets
-# mounted read-only with gcsfuse at /mnt/$BUCKET on every worker; DATA_DIR=/local/path (a
-# copy on each worker's disk) skips gcsfuse altogether.
+# workers' service account writes them). Data is read from the bucket too, directly:
+#
+#   python -m jaxssl.data.pack ~/my_images gs://$BUCKET/data/my_images     # once, anywhere
+#   bash launch/tpu_pod.sh train --config configs/vicreg_folder.py \
+#       --workdir gs://$BUCKET/runs/mine --config.data.path=gs://$BUCKET/data/my_images
+#   DATA_DIR=gs://$BUCKET/tensorflow_datasets bash launch/tpu_pod.sh train \
+#       --config configs/vicreg_imagenet.py --workdir gs://$BUCKET/runs/vicreg_imagenet
+#
+# (a packed folder or a TFDS array_record data dir, read by array_record by range; see
+# docs/data.md). By default TFDS data is gs://$BUCKET/tensorflow_datasets mounted read-only
+# with gcsfuse at /mnt/$BUCKET on every worker; DATA_DIR=gs://... reads the bucket without
+# the mount, DATA_DIR=/local/path a copy on each worker's disk.
 # `train` streams every worker's output and ends with the run; DETACH=1 instead leaves the
 # run going on the workers, each logging to ~/jaxssl/logs/<command>-<worker>.log there.
 set -euo pipefail
