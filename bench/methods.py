@@ -225,9 +225,11 @@ def fingerprint(run: Run, smoke: bool) -> str:
   return config_fingerprint(_configure(run, smoke, None), run.random_init)
 
 
-# The folder settings of the data section (jaxssl.data.folder) at their defaults.
-FOLDER_DEFAULTS = {"path": None, "eval_path": None, "val_fraction": 0.1, "labels": "auto",
-                   "channels": 3, "on_bad_image": "fail", "index_dir": None}
+# The data settings added since the first runs (the folder's, jaxssl.data.folder, and the
+# probes' split) at their defaults.
+FOLDER_DEFAULTS = {"eval_train_split": None, "path": None, "eval_path": None,
+                   "val_fraction": 0.1, "labels": "auto", "channels": 3,
+                   "on_bad_image": "fail", "index_dir": None}
 
 
 def config_fingerprint(c, random_init: bool) -> str:

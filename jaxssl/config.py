@@ -47,7 +47,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.seed = 0
   # Where a new workdir starts from: another run's workdir or <workdir>/checkpoints/<step>.
   c.init_from = config_dict.placeholder(str)
-  # name: a TFDS dataset (read from data_dir, splits train_split and eval_split) or "folder":
+  # name: a TFDS dataset (read from data_dir, splits train_split and eval_split; the probes fit
+  # on eval_train_split if set, else train_split) or "folder":
   # the images under path (local or gs://; jaxssl.data.folder), labeled by class subfolders
   # (labels "auto", "folders" or "none"; eval_path's always "auto"), val_fraction held out
   # unless it has train/ and val/ folders or eval_path names a labeled folder to evaluate on
@@ -55,7 +56,8 @@ def base_config() -> ml_collections.ConfigDict:
   # that do not decode fail the run or are left out (on_bad_image "fail" or "skip"); the
   # folder's index is cached in index_dir (default ~/.cache/jaxssl).
   c.data = dict(name="fashion_mnist_idx", data_dir=config_dict.placeholder(str),
-                train_split="train", eval_split="test", in_memory=True, num_threads=2,
+                train_split="train", eval_split="test",
+                eval_train_split=config_dict.placeholder(str), in_memory=True, num_threads=2,
                 prefetch=4, jpeg_draft=True, path=config_dict.placeholder(str),
                 eval_path=config_dict.placeholder(str), val_fraction=0.1, labels="auto",
                 channels=3, on_bad_image="fail", index_dir=config_dict.placeholder(str))
@@ -289,6 +291,26 @@ def imagenet_config() -> ml_collections.ConfigDict:
   c.train.update(global_batch=2048, epochs=1000, log_every=100, eval_every=6250,
                  checkpoint_every=2500)
   c.eval.batch = 1024
+  return c
+
+
+def imagenet100_config() -> ml_collections.ConfigDict:
+  """solo-learn's ImageNet-100 recipe (``scripts/pretrain/imagenet-100/``): ResNet-18 with the
+  ImageNet stem at 224, crops of 20-100%, projector 2048-2048-2048, LARS with the clipped trust
+  ratio (eta 0.02, lr 0.3 x batch/256, wd 1e-4, no decay or adaptation of biases and norms),
+  10 warm-up epochs then cosine, batch 256 (2 GPUs x 128), 400 epochs. The data:
+  ``python -m jaxssl.data.prepare imagenet100 --imagenet_dir DIR`` (a folder dataset)."""
+  c = base_config()
+  c.data.update(name="imagenet100", train_split="train", eval_split="val", in_memory=False,
+                num_threads=16)
+  c.aug = vicreg_views(224, IMAGENET_STATS)
+  c.model.backbone, c.model.stem, c.model.width = "resnet18", "imagenet", 64
+  c.model.projector = "2048-2048-2048"
+  c.optim.update(name="lars", lr=0.3, eta=0.02, clip_trust_ratio=True, weight_decay=1e-4,
+                 warmup_epochs=10.0, end_lr_factor=0.0)
+  c.train.update(global_batch=256, epochs=400, log_every=100, eval_every=2000,
+                 checkpoint_every=1000)
+  c.eval.batch = 512
   return c
 
 

@@ -287,14 +287,17 @@ ROLES = ("train", "eval_train", "eval")  # pretraining; the probes' fit and test
 def open_data(data, role: str, *, read: bool = True):
   """``(source, SplitInfo, bad)`` of one role of the config section ``data``: ``train`` is
   what pretraining reads, ``eval_train`` what the evaluators fit on, ``eval`` what they test
-  on. A TFDS dataset serves ``data.train_split`` to both ``train`` roles; a folder
+  on. A TFDS dataset serves ``data.train_split`` to both ``train`` roles (the evaluators
+``data.eval_train_split`` instead where set: STL-10 pretrains on ``train+unlabelled`` and fits
+the probes on ``train``); a folder
   (``data.name="folder"``, see ``jaxssl.data.folder``) the splits of its layout, those of
   ``data.eval_path`` to the evaluators when set. ``bad``: the image files left out
   (``data.on_bad_image="skip"``). ``read=False``: the ``SplitInfo`` alone (no source)."""
   if role not in ROLES:
     raise ValueError(f"role must be one of {ROLES}; got {role!r}.")
   if not is_folder(data):
-    split = data.eval_split if role == "eval" else data.train_split
+    split = {"train": data.train_split, "eval": data.eval_split,
+             "eval_train": data.eval_train_split or data.train_split}[role]
     if not read:
       return None, split_info(data.name, split, data_dir=data.data_dir), []
     opened, info = open_split(data.name, split, data_dir=data.data_dir,

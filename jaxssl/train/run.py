@@ -45,7 +45,7 @@ class Run:
     self.eval_info = info or source.open_data(c.data, "eval", read=False)[1]
     # What the evaluators fit on: the training split, or data.eval_path's own (a folder).
     self.eval_train_info = info or (source.open_data(c.data, "eval_train", read=False)[1]
-                                    if source.is_folder(c.data) else self.train_info)
+                                    if self._separate_eval_train() else self.train_info)
     check(self.train_info.num_classes or not self.method.supervised, "method.name",
           f"{c.method.name!r} trains on labels, and {self.train_info.name!r} has none: pick "
           "a self-supervised method, or give the folder class subfolders.")
@@ -86,9 +86,13 @@ class Run:
   @functools.cached_property
   def eval_train_source(self):
     """What the evaluators fit on (the training split unless data.eval_path is set)."""
-    if source.is_folder(self.config.data):
+    if self._separate_eval_train():
       return self._open("eval_train")
     return self.train_source
+
+  def _separate_eval_train(self) -> bool:
+    d = self.config.data
+    return source.is_folder(d) or (d.eval_train_split not in (None, d.train_split))
 
   @functools.cached_property
   def eval_source(self):

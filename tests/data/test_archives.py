@@ -213,3 +213,29 @@ def test_imagenet100_links_solo_learns_classes(tmp_path):
   c.data.update(name="imagenet100", data_dir=str(tmp_path / "data"))
   train, info, _ = source.open_data(c.data, "train")
   assert len(train) == 100 and info.num_classes == 100 and len(catalog.IMAGENET100) == 100
+
+
+def test_stl10_pretrains_on_unlabeled_and_probes_on_train(tmp_path, monkeypatch):
+  """The docs' STL-10 command in smoke form: train+unlabelled for pretraining (the online head
+  from the labeled rows only), the probes fit on train."""
+  rng = np.random.default_rng(5)
+  members = {f"stl10_binary/{s}_X.bin": rng.integers(0, 256, (n, 3, 96, 96), np.uint8).tobytes()
+             for s, n in (("train", 40), ("test", 40), ("unlabeled", 80))}
+  for s in ("train", "test"):
+    members[f"stl10_binary/{s}_y.bin"] = rng.integers(1, 11, 40).astype(np.uint8).tobytes()
+  archive = tar_gz(tmp_path / "stl.tar.gz", members)
+  trust(monkeypatch, "stl10_bin", archive)
+  data_dir = str(tmp_path / "data")
+  prepare.prepare("stl10_bin", archive=str(archive), data_dir=data_dir)
+  from jaxssl import config as config_lib
+  from jaxssl.train import run as run_lib
+  from tests.train.test_train import run_steps
+  c = config_lib.load(str(ROOT / "configs/vicreg_folder.py:cpu,smoke"))
+  c.unlock()
+  c.data.update(name="stl10_bin", data_dir=data_dir, train_split="train+unlabelled",
+                eval_train_split="train", eval_split="test")
+  run = run_lib.Run(c)
+  assert (run.train_info.num_examples, run.eval_train_info.num_examples) == (120, 40)
+  _, losses, _ = run_steps(run, 2)
+  assert np.all(np.isfinite(losses))
+  assert set(np.unique(source.labels_of(run.eval_train_source))) <= set(range(10))

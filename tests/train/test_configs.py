@@ -31,6 +31,8 @@ CONFIGS = {
     "barlow_twins_imagenet": [None, "vit_s16", "vit_b16"],
     "corinfomax_imagenet": [None],
     "vicreg_folder": [None, "cpu"],
+    "vicreg_imagenet100": [None],
+    "barlow_twins_imagenet100": [None],
 }
 SPLITS = {  # what the named datasets hold: (train examples, image shape, classes)
     "fashion_mnist_idx": (60000, (28, 28, 1), 10),
@@ -38,11 +40,13 @@ SPLITS = {  # what the named datasets hold: (train examples, image shape, classe
     "cifar100_bin": (50000, (32, 32, 3), 100),
     "imagenet2012": (1281167, (None, None, 3), 1000),
     "folder": (100000, (None, None, 3), 10),  # a labeled folder of one's own images
+    "imagenet100": (126689, (None, None, 3), 100),
 }
 # Backbone parameter counts without the classifier: torchvision's resnet50 (25,557,032 with
 # its 2048x1000 fc), the CIFAR ResNet-18 (3x3 stem, no max-pool) of solo-learn, and timm's
 # vit_small_patch16_224 / vit_base_patch16_224 (22,050,664 / 86,567,656 with their heads).
 BACKBONE_PARAMS = {("resnet50", "imagenet"): 23_508_032, ("resnet18", "cifar"): 11_168_832,
+                   ("resnet18", "imagenet"): 11_176_512,  # torchvision's, less its fc
                    ("vit", 384, 16): 22_050_664 - 385_000,
                    ("vit", 768, 16): 86_567_656 - 769_000}
 
