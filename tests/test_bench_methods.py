@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from tests.test_distributed import ROOT
@@ -150,3 +151,36 @@ def test_two_drivers_fill_one_results_file(tmp_path):
   two["runs"]["b"] = {**row, "id": "b"}
   bench_methods.save_results(path, two, "b")
   assert set(json.loads(path.read_text())["runs"]) == {"a", "b"}
+
+
+def test_intervals_and_paired_claims():
+  import methods_stats  # pylint: disable=g-import-not-at-top  (bench/, on the path above)
+  spread = methods_stats.interval([1.0, 2.0, 3.0, 4.0, 5.0])
+  assert spread["std"] == pytest.approx(np.sqrt(2.5))
+  half = 2.776 * np.sqrt(2.5) / np.sqrt(5)  # Student's t, 4 degrees of freedom
+  assert spread["ci95"] == pytest.approx([3 - half, 3 + half])
+  assert spread["single_run95"] == pytest.approx([3 - 1.96 * np.sqrt(2.5), 3 + 1.96 * np.sqrt(2.5)])
+  run = lambda seed, value: {"seed": seed, "logistic": value}
+  a = {s: run(s, 0.80 + 0.01 * s) for s in range(5)}
+  b = {s: run(s, 0.79 + 0.01 * s + 0.001 * (-1) ** s) for s in range(1, 6)}  # seeds 1-4 shared
+  paired = methods_stats.paired(a, b, "logistic")
+  assert paired["seeds"] == [1, 2, 3, 4] and paired["mean"] == pytest.approx(0.01)
+  assert methods_stats.verdict(paired) == "resolved"
+  same = {s: run(s, 0.80 + 0.02 * (-1) ** s) for s in range(5)}
+  assert methods_stats.verdict(methods_stats.paired(a, same, "logistic")) == "not resolved"
+  assert methods_stats.verdict(methods_stats.paired(a, {0: run(0, 0.8)}, "logistic")) == (
+      "fewer than 2 common seeds")
+
+
+def test_verify_finds_todays_recipe_and_its_row():
+  """A run recorded under an older switch name is re-run as today's plan names it, and its
+  row is every seed of the same part, label and overrides whatever the config path said."""
+  planned = {r.id: r for r in bench_methods.plan(["table"], [0], 1)}
+  assert planned["table/e1/random init/seed0"].config.endswith(":shared")
+  old = {"part": "table", "label": "vicreg", "random_init": False, "seed": 0,
+         "config": "configs/vicreg_fashion_mnist.py", "overrides": {"train.epochs": 1}}
+  new = {**old, "seed": 3, "config": "configs/vicreg_fashion_mnist.py:shared"}
+  assert bench_methods.same_row(old, new)
+  assert not bench_methods.same_row(old, {**new, "overrides": {"train.epochs": 3}})
+  assert not bench_methods.same_row(old, {**new, "label": "wmse"})
+  assert not bench_methods.same_row(old, {**new, "error": "exit status 1"})
