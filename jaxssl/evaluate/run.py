@@ -1,4 +1,4 @@
-"""Evaluate a run: its evaluators (``evaluators.py``) on the frozen features, then the report."""
+"""Evaluate a run: its evaluators (``evaluators/``) on the frozen features, then the report."""
 
 from __future__ import annotations
 
