@@ -76,7 +76,7 @@ def evaluation_config(workdir: str | os.PathLike, settings: dict[str, Any] | Non
       section[name] = tuple(value) if isinstance(section[name], tuple) else value
     except (KeyError, AttributeError) as err:
       raise ConfigError(f"{key}: no such evaluation setting (see the eval and evals "
-                        "sections of jaxssl/config.py).") from err
+                        "sections of jaxssl/config/schema.py).") from err
     except TypeError as err:
       raise ConfigError(f"{key}: {err}") from err
   return c
