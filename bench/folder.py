@@ -89,10 +89,10 @@ def read_worker(kind: str, folder: str, batches: int) -> dict:
     return pipeline.tf_worker(READ, batches, None, files=files)
   import pipeline  # pylint: disable=g-import-not-at-top
   from jaxssl import config as config_lib  # pylint: disable=g-import-not-at-top
-  from jaxssl.data import source  # pylint: disable=g-import-not-at-top
+  from jaxssl.data import roles  # pylint: disable=g-import-not-at-top
   data = config_lib.base_config().data
   data.update(name="folder", path=folder, val_fraction=0.0, labels="none")
-  folder_source, _, _ = source.open_data(data, "train")
+  folder_source, _, _ = roles.open_data(data, "train")
   return {**pipeline.jax_worker(READ, batches, None, data=folder_source), "framework": kind}
 
 

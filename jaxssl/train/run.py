@@ -19,7 +19,7 @@ from jaxssl import config as config_lib
 from jaxssl.config import check
 from jaxssl import distributed
 from jaxssl import methods
-from jaxssl.data import decode, loader, source
+from jaxssl.data import decode, loader, roles, source
 from jaxssl.models import model_from_config
 from jaxssl.train import optim, state as state_lib, step as step_lib
 
@@ -41,10 +41,10 @@ class Run:
     self.method = methods.get_method(c.method.name)
     self.method_kwargs = self.method.kwargs(c.method.kwargs)
     config_lib.validate(c, num_devices=self.mesh.size if training else 1)
-    self.train_info = info or source.open_data(c.data, "train", read=False)[1]
-    self.eval_info = info or source.open_data(c.data, "eval", read=False)[1]
+    self.train_info = info or roles.open_data(c.data, "train", read=False)[1]
+    self.eval_info = info or roles.open_data(c.data, "eval", read=False)[1]
     # What the evaluators fit on: the training split, or data.eval_path's own (a folder).
-    self.eval_train_info = info or (source.open_data(c.data, "eval_train", read=False)[1]
+    self.eval_train_info = info or (roles.open_data(c.data, "eval_train", read=False)[1]
                                     if self._separate_eval_train() else self.train_info)
     check(self.train_info.num_classes or not self.method.supervised, "method.name",
           f"{c.method.name!r} trains on labels, and {self.train_info.name!r} has none: pick "
@@ -92,7 +92,7 @@ class Run:
 
   def _separate_eval_train(self) -> bool:
     d = self.config.data
-    return source.is_folder(d) or (d.eval_train_split not in (None, d.train_split))
+    return roles.is_folder(d) or (d.eval_train_split not in (None, d.train_split))
 
   @functools.cached_property
   def eval_source(self):
@@ -101,17 +101,17 @@ class Run:
   @property
   def bad_images(self) -> list[str]:
     """The image files of this run's folders left out (``data.on_bad_image="skip"``)."""
-    if not source.is_folder(self.config.data):
+    if not roles.is_folder(self.config.data):
       return []
-    return sorted({path for role in source.ROLES
-                   for path in source.open_data(self.config.data, role, read=False)[2]})
+    return sorted({path for role in roles.ROLES
+                   for path in roles.open_data(self.config.data, role, read=False)[2]})
 
   @property
   def has_head(self) -> bool:
     """Whether the online linear head is trained (and read on the eval split): the training
     split has labels, which are the eval split's (no separate data.eval_path)."""
     return bool(self.train_info.num_classes) and not (
-        source.is_folder(self.config.data) and self.config.data.eval_path)
+        roles.is_folder(self.config.data) and self.config.data.eval_path)
 
   def evaluable(self) -> dict[str, bool]:
     """What the evaluators may use: ``has_labels`` (the evaluation's splits have labels) and
@@ -121,7 +121,7 @@ class Run:
             "has_head": self.has_head}
 
   def _open(self, role: str):
-    return source.open_data(self.config.data, role)[0]
+    return roles.open_data(self.config.data, role)[0]
 
   def train_iterator(self):
     c = self.config

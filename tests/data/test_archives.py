@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaxssl.data import catalog, prepare, source
+from jaxssl.data import catalog, prepare, roles, source
 from jaxssl.errors import DatasetError
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -184,8 +184,8 @@ def test_imagenette_unpacks_to_a_folder_dataset(tmp_path, monkeypatch):
   from jaxssl import config as config_lib
   c = config_lib.base_config()
   c.data.update(name="imagenette_160", data_dir=data_dir)
-  train, info, _ = source.open_data(c.data, "train")
-  val, val_info, _ = source.open_data(c.data, "eval")
+  train, info, _ = roles.open_data(c.data, "train")
+  val, val_info, _ = roles.open_data(c.data, "eval")
   assert (len(train), len(val), info.num_classes, val_info.num_classes) == (6, 6, 2, 2)
   assert sorted(train.labels) == [0, 0, 0, 1, 1, 1]
   assert train[0]["image"] == members[f"imagenette2-160/train/{wnids[0]}/0.JPEG"]
@@ -211,7 +211,7 @@ def test_imagenet100_links_solo_learns_classes(tmp_path):
   from jaxssl import config as config_lib
   c = config_lib.base_config()
   c.data.update(name="imagenet100", data_dir=str(tmp_path / "data"))
-  train, info, _ = source.open_data(c.data, "train")
+  train, info, _ = roles.open_data(c.data, "train")
   assert len(train) == 100 and info.num_classes == 100 and len(catalog.IMAGENET100) == 100
 
 

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from jaxssl import config as config_lib
-from jaxssl.data import decode, folder, folder_index, source
+from jaxssl.data import decode, folder, folder_index, roles
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "TIFF", "GIF")
@@ -38,7 +38,7 @@ def data_config(path, **settings):
 
 def open_role(data, role):
   folder.cached_parts.cache_clear()  # each test's folder as it is now
-  return source.open_data(data, role)
+  return roles.open_data(data, role)
 
 
 def make_digits(root: pathlib.Path, count: int, rng) -> dict[str, tuple[np.ndarray, str]]:
@@ -286,12 +286,12 @@ EPOCH_READER = """
 import hashlib, json, sys
 import numpy as np
 from jaxssl import config as config_lib, distributed
-from jaxssl.data import loader, source
+from jaxssl.data import loader, roles
 distributed.initialize(distributed.Settings())
 import jax
 data = config_lib.base_config().data
 data.update(name="folder", path=sys.argv[1], index_dir=sys.argv[2], val_fraction=0.0)
-folder_source, info, _ = source.open_data(data, "train")
+folder_source, info, _ = roles.open_data(data, "train")
 
 class Digests:  # each record's bytes, read from the folder, as a digest
   def __len__(self):
