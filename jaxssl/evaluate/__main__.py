@@ -25,7 +25,10 @@ _BASELINE = flags.DEFINE_bool("random_baseline", None, "Also evaluate a randomly
 _EVALS = flags.DEFINE_list("evals", None, "Evaluators to run, comma-separated (default: "
                           "the config's evals with offline=True).")
 _EXAMPLES = flags.DEFINE_list("examples", None, "TRAIN,TEST: evaluate on a fixed subset of "
-                              "that many examples of each split (as during training).")
+                              "that many examples of each split (strided, as during "
+                              "training), for every evaluator: the probes, k-NN and RankMe "
+                              "read those features, the linear head trains on that train "
+                              "subset, fine-tuning takes its fraction of it.")
 _SET = flags.DEFINE_multi_string("set", [], "KEY=VALUE: change an evaluation setting of the "
                                   "run's config (eval.* or evals.*), e.g. "
                                   "--set evals.linear.epochs=10; repeatable.")

@@ -233,6 +233,12 @@ def test_finetune_trains_backbone_and_head_only_and_reports_scratch(tiny_run):
   assert all(0 <= results[k] <= 1 for k in ("finetune_10", "finetune_10_scratch"))
   header = report.table({"pretrained": results}).splitlines()[0]
   assert header == "| encoder | finetune_10 | finetune_10_scratch |"
+  # --examples limits fine-tuning too: its fraction of the strided train subset.
+  limited = evaluate_encoder(encoder, ["finetune_10"], examples=(200, 64)).results
+  subset_labels = labels[source.strided(encoder.run.train_source, 200).ids]
+  assert limited["finetune_10_examples"] == len(source.balanced_subset(subset_labels, 0.1,
+                                                                       c.seed))
+  assert limited["finetune_10_examples"] < len(ids)
 
 
 def test_entries_of_one_kind_name_their_results(fmnist_data_dir, monkeypatch):

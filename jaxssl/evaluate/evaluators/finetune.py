@@ -37,13 +37,21 @@ class Finetune(Evaluator):
   def run(self, context):
     encoder = context.encoder
     run = encoder.run
-    ids = source_lib.balanced_subset(source_lib.labels_of(run.train_source),
-                                     self.settings.fraction, self.seed)
-    split = source_lib.Subset(run.train_source, ids)
+    # The labeled fraction of the train split, or of its strided subset of
+    # ``context.examples[0]`` examples (``--examples``); the test split likewise.
+    train, test = run.eval_train_source, run.eval_source
+    labels = source_lib.labels_of(train)
+    if context.examples[0] is not None:
+      train = source_lib.strided(train, context.examples[0])
+      labels = labels[train.ids]
+    if context.examples[1] is not None:
+      test = source_lib.strided(test, context.examples[1])
+    ids = source_lib.balanced_subset(labels, self.settings.fraction, self.seed)
+    split = source_lib.Subset(train, ids)
     for suffix, start in (("", encoder.variables), ("_scratch", variables(run.init_state()))):
       tuned = self.tune(run, start, split)
       test_x, test_y = Encoder(run, tuned, encoder.step).features(
-          run.eval_source, batch=run.config.eval.batch, watchdog=context.watchdog)
+          test, batch=run.config.eval.batch, watchdog=context.watchdog)
       head = jax.device_get(tuned["params"]["head"])
       logits = np.asarray(test_x, np.float32) @ head["kernel"] + head["bias"]
       yield "finetune" + suffix, probes.accuracy(np.argmax(logits, 1), test_y)
