@@ -8,7 +8,17 @@ layer may raise these.
 
 
 class UserError(Exception):
-  """Something the user can fix: a config, a dataset, a workdir, a cluster setting."""
+  """Something the user can fix: a config, a dataset, a workdir, a cluster setting.
+
+  ``summary`` says what and how to fix it; ``details`` (optional) is what a library said, in
+  full, printed after it as a paragraph of its own."""
+
+  def __init__(self, summary: str = "", *, details: str | None = None):
+    super().__init__(summary)
+    self.summary, self.details = summary, details
+
+  def __str__(self) -> str:
+    return self.summary + (f"\n\n{self.details}" if self.details else "")
 
 
 class ConfigError(UserError, ValueError):
@@ -36,3 +46,15 @@ def first_line(err: BaseException, limit: int = 500) -> str:
   error quotes of a library's exception."""
   text = str(err).strip()
   return text.splitlines()[0][:limit] if text else ""
+
+
+def root_cause(err: BaseException) -> BaseException:
+  """The innermost exception ``err`` was raised from (``__cause__``, else ``__context__``):
+  where a library wraps the useful message (a file and what is wrong with it) in a long one."""
+  seen = {id(err)}
+  while True:
+    inner = err.__cause__ or err.__context__
+    if inner is None or id(inner) in seen:
+      return err
+    seen.add(id(inner))
+    err = inner

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 
 import grain
 from absl import logging as absl_logging
@@ -24,7 +25,7 @@ import orbax.checkpoint as ocp
 
 from jaxssl import config as config_lib
 from jaxssl import storage
-from jaxssl.errors import CheckpointError, first_line
+from jaxssl.errors import CheckpointError, first_line, root_cause
 
 CONFIG_FILE = "config.json"
 CHECKPOINT_DIR = "checkpoints"
@@ -81,11 +82,42 @@ def restore(mngr: ocp.CheckpointManager, abstract_state, data_iterator=None,
     restored = mngr.restore(step, args=ocp.args.Composite(
         state=ocp.args.StandardRestore(abstract_state)))
   except Exception as err:  # Orbax and TensorStore raise many types for bad files.
-    raise CheckpointError(f"Checkpoint {mngr.directory / str(step)} cannot be restored: "
-                          f"{type(err).__name__}: {first_line(err)}") from err
+    # The first line names the file and the cause (TensorStore's innermost message: "Error
+    # reading <array> in ... at local file <dir>: ... size 100"); the library's whole message,
+    # mostly a TensorStore spec, comes last.
+    cause, where = root_cause(err), mngr.directory / str(step)
+    named = "" if str(where) in str(cause) else _file_named(err, where)
+    raise CheckpointError(
+        f"Checkpoint {where} cannot be restored{named}: {type(cause).__name__}: "
+        f"{first_line(cause, 400)}", details=(
+            f"The library's full message: {type(err).__name__}: {str(err).strip()[:4000]}"
+            if cause is not err else None)) from err
   if data_iterator is not None:
     _restore_position(mngr.directory / str(step) / "data", data_iterator)
   return restored["state"]
+
+
+def _file_named(err: BaseException, where: storage.Path) -> str:
+  """``" (file F)"`` for the first file under ``where`` that ``err`` or its causes name."""
+  chain, seen = [], set()
+  while err is not None and id(err) not in seen:
+    seen.add(id(err))
+    chain.append(str(err))
+    err = err.__cause__ or err.__context__
+  found = re.search(re.escape(str(where)) + r"[^\s\"',)\]]*", "\n".join(chain))
+  if found and found.group(0) != str(where):
+    return f" (file {found.group(0)})"
+  # Orbax's JSON metadata names no file when it breaks: read each (two levels, no ``**``,
+  # which epath refuses on a bucket).
+  candidates = [where / "_CHECKPOINT_METADATA"]
+  for sub in (p for p in where.iterdir() if p.is_dir()):
+    candidates += [sub / "_METADATA", sub / "_CHECKPOINT_METADATA", *sub.glob("*.json")]
+  for path in (p for p in candidates if p.exists()):
+    try:
+      json.loads(path.read_text())
+    except (OSError, ValueError):
+      return f" (file {path})"
+  return ""
 
 
 def _restore_position(directory: storage.Path, data_iterator) -> None:
@@ -129,12 +161,12 @@ def restore_latest(mngr: ocp.CheckpointManager, abstract_state, data_iterator=No
       except CheckpointError:
         continue
       raise CheckpointError(
-          f"{err}\nThe next older checkpoint, {mngr.directory / str(older)}, restores. To "
-          f"resume from it, move the bad one out of the way (nothing is deleted):\n"
+          f"{err.summary}\nThe next older checkpoint, {mngr.directory / str(older)}, restores. "
+          f"To resume from it, move the bad one out of the way (nothing is deleted):\n"
           f"    {storage.move_command(bad, aside)}\n"
-          "and run the same command again.") from err
-    raise CheckpointError(f"{err}\nNo older checkpoint in {mngr.directory} restores "
-                          "either.") from err
+          "and run the same command again.", details=err.details) from err
+    raise CheckpointError(f"{err.summary}\nNo older checkpoint in {mngr.directory} restores "
+                          "either.", details=err.details) from err
 
 
 def locate(path: str) -> tuple[storage.Path, int | None]:

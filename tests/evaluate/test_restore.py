@@ -70,6 +70,21 @@ def test_missing_and_corrupt_checkpoints_are_reported(tiny_run, tmp_path):
     evaluate.load_encoder(tmp_path / "run")
 
 
+def test_a_truncated_array_file_is_named_in_a_short_first_line(tiny_run, tmp_path):
+  """TensorStore's useful message (which array, which file, what size) is the first line;
+  its long one (a whole TensorStore spec) a paragraph of its own after it."""
+  shutil.copytree(tiny_run, tmp_path / "run")
+  state = tmp_path / "run" / "checkpoints" / "6" / "state"
+  for f in state.glob("ocdbt.process_0/d/*"):
+    f.write_bytes(f.read_bytes()[:100])
+  with pytest.raises(checkpoint.CheckpointError) as err:
+    evaluate.load_encoder(tmp_path / "run")
+  first, _, rest = str(err.value).partition("\n")
+  assert first.startswith(f"Checkpoint {state.parent} cannot be restored") and len(first) < 500
+  assert f'local file "{state}/"' in first and "value of size 100" in first
+  assert rest.strip().startswith("The library's full message:")
+
+
 @pytest.mark.slow
 def test_cli_reports_a_missing_run_without_a_traceback(tmp_path):
   import subprocess  # pylint: disable=g-import-not-at-top

@@ -193,6 +193,9 @@ def test_corrupt_checkpoint_names_it_and_offers_the_previous(reference, fmnist_d
   result = run(workdir, fmnist_data_dir, f"--config.train.steps={STEPS + 8}")
   assert result.returncode == 1
   assert f"Checkpoint {bad} cannot be restored" in result.stderr
+  first = result.stderr.strip().splitlines()[0]  # short, naming the file and the cause
+  assert first.startswith(f"error: Checkpoint {bad} cannot be restored (file {bad}/")
+  assert len(first) < 500 and "Error" in first
   older = workdir / "checkpoints" / str(STEPS - EVERY)
   assert f"The next older checkpoint, {older}, restores" in result.stderr
   assert f"mv {bad} " in result.stderr
