@@ -1,11 +1,21 @@
 #!/usr/bin/env bash
-# Set up and run the test suite: the Fashion-MNIST Debian package (for the real-data tests),
-# a virtual environment with jaxssl and pytest, the linter, then pytest on 8 virtual CPU
-# devices. Arguments go to pytest: `-m "not slow"` is the fast part (a few minutes).
+# Set up and run the tests: the Fashion-MNIST Debian package (for the real-data tests), a
+# virtual environment with jaxssl and pytest, the linter, then pytest on 8 virtual CPU devices.
+#   bash launch/test.sh            the fast part and one real end-to-end run of each kind
+#                                  (train and evaluate, resume after a kill, 2 processes, a
+#                                  bucket): -m "not slow or e2e"
+#   bash launch/test.sh --all      everything (what CI runs, .ci/run)
+#   bash launch/test.sh ARGS...    pytest ARGS (e.g. -m "not slow", or a test file)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source launch/_fashion_mnist.sh
 python3 -m venv .venv
 .venv/bin/pip install -q -e '.[test]'
 .venv/bin/ruff check .
-.venv/bin/python -m pytest "$@"
+if [[ "${1:-}" == --all ]]; then
+  shift
+  exec .venv/bin/python -m pytest "$@"
+elif [[ $# -eq 0 ]]; then
+  exec .venv/bin/python -m pytest -m "not slow or e2e"
+fi
+exec .venv/bin/python -m pytest "$@"

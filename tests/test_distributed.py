@@ -145,6 +145,7 @@ def runs(request, fmnist_data_dir, tmp_path_factory):
   return one, two, result, overrides, rtol
 
 
+@pytest.mark.e2e  # in the README's test command: one real run of this kind
 def test_two_processes_train_as_one(runs):
   one, two, result, _, rtol = runs
   # The 2-process checkpoint restores here, in one process on 8 devices.

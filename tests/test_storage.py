@@ -185,6 +185,7 @@ def test_the_watchdog_report_is_written_to_a_bucket(gcs):
 
 
 @pytest.mark.slow
+@pytest.mark.e2e  # in the README's test command: one real run of this kind
 def test_train_sigkill_in_a_save_resume_and_evaluate_in_a_bucket(gcs, fmnist_data_dir):
   reference, workdir = "gs://bkt/runs/uninterrupted", "gs://bkt/runs/killed"
   result = run(command(reference, fmnist_data_dir), gcs)

@@ -257,6 +257,7 @@ def test_packed_folder_reads_the_same_records(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.e2e  # in the README's test command: one real run of this kind
 def test_pretrain_and_evaluate_on_a_folder(tmp_path):
   """The README's "Your own images": pretraining on an unlabeled folder with a labeled
   folder to evaluate on (smoke size), then the offline evaluation."""

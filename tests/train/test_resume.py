@@ -90,6 +90,7 @@ def reference(fmnist_data_dir, tmp_path_factory):
   return workdir, final(workdir)
 
 
+@pytest.mark.e2e  # in the README's test command: one real run of this kind
 def test_sigkill_mid_run_resumes_to_the_same_run(reference, fmnist_data_dir, tmp_path):
   proc = start_and_wait(tmp_path, fmnist_data_dir, 2 * EVERY + 3)
   proc.send_signal(signal.SIGKILL)
