@@ -85,14 +85,20 @@ def test_slurm_job_runs_two_tasks_as_one_run(fmnist_data_dir, tmp_path):
   assert calls(tmp_path) == []  # finished: no requeue
 
 
-@pytest.mark.slow
-def test_slurm_time_limit_stops_at_a_common_step_and_requeues(fmnist_data_dir, tmp_path):
-  workdir = tmp_path / "run"
-  command = train_command(workdir, fmnist_data_dir, "--config.train.steps=1000")[3:]
+def start_slurm_job(workdir, data_dir, tmp_path) -> subprocess.Popen:
+  """A long SLURM job of 2 tasks (the stand-in srun), returned once it has logged step 2."""
+  command = train_command(workdir, data_dir, "--config.train.steps=1000")[3:]
   job = subprocess.Popen(["bash", "launch/slurm.sbatch", *command], cwd=ROOT,
                          env=slurm_env(tmp_path), stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True)
   wait_for_step(workdir, 2, [job])
+  return job
+
+
+@pytest.mark.slow
+def test_slurm_time_limit_stops_at_a_common_step_and_requeues(fmnist_data_dir, tmp_path):
+  workdir = tmp_path / "run"
+  job = start_slurm_job(workdir, fmnist_data_dir, tmp_path)
   job.send_signal(signal.SIGTERM)  # what --signal=B:TERM@300 does
   out, err = job.communicate(timeout=120)
   assert job.returncode == 0, err[-3000:]
@@ -114,11 +120,7 @@ def test_slurm_requeues_tasks_stopped_early(fmnist_data_dir, tmp_path):
   """A pre-empted task (SIGTERM to a task, not to the batch script): every task stops after a
   common step with exit status 75, and the batch script requeues the job on it."""
   workdir = tmp_path / "run"
-  command = train_command(workdir, fmnist_data_dir, "--config.train.steps=1000")[3:]
-  job = subprocess.Popen(["bash", "launch/slurm.sbatch", *command], cwd=ROOT,
-                         env=slurm_env(tmp_path), stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
-  wait_for_step(workdir, 2, [job])
+  job = start_slurm_job(workdir, fmnist_data_dir, tmp_path)
   os.kill(trainer_pids(workdir)[-1], signal.SIGTERM)
   out, err = job.communicate(timeout=120)
   assert job.returncode == 0, err[-3000:]

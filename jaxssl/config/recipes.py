@@ -35,6 +35,16 @@ def fashion_mnist_config() -> ml_collections.ConfigDict:
   return c
 
 
+def solo_learn_resnet18(c: ml_collections.ConfigDict, *, stem: str) -> None:
+  """ResNet-18 (``stem``: "cifar" or "imagenet") with a 2048-2048-2048 projector and solo-learn's
+  LARS: the clipped trust ratio (eta 0.02), lr 0.3 x batch/256, wd 1e-4 (no decay or
+  adaptation of biases and norms), 10 warm-up epochs then cosine to 0."""
+  c.model.backbone, c.model.stem, c.model.width = "resnet18", stem, 64
+  c.model.projector = "2048-2048-2048"
+  c.optim.update(name="lars", lr=0.3, eta=0.02, clip_trust_ratio=True, weight_decay=1e-4,
+                 warmup_epochs=10.0, end_lr_factor=0.0)
+
+
 def cifar_config(dataset: str) -> ml_collections.ConfigDict:
   """The CIFAR recipe of the published runs (solo-learn's, which the CorInfoMax and
   information-theoretic VICReg papers build on): ResNet-18 with the CIFAR stem, crops of
@@ -48,10 +58,7 @@ def cifar_config(dataset: str) -> ml_collections.ConfigDict:
   c.aug = vicreg_views(32, stats)
   for view in (c.aug.view_a, c.aug.view_b):
     view.crop_scale, view.blur_prob = (0.2, 1.0), 0.0
-  c.model.backbone, c.model.stem, c.model.width = "resnet18", "cifar", 64
-  c.model.projector = "2048-2048-2048"
-  c.optim.update(name="lars", lr=0.3, eta=0.02, clip_trust_ratio=True, weight_decay=1e-4,
-                 warmup_epochs=10.0, end_lr_factor=0.0)
+  solo_learn_resnet18(c, stem="cifar")
   c.train.update(global_batch=256, epochs=1000, log_every=50, eval_every=1950,
                  checkpoint_every=1950)
   return c
@@ -75,9 +82,7 @@ def folder_config(given: set[str]) -> ml_collections.ConfigDict:
     c.optim.update(lr=1.6, warmup_epochs=1.0)
     c.train.update(epochs=20, global_batch=128, eval_every=500, checkpoint_every=500)
   else:
-    c.model.backbone, c.model.stem, c.model.width = "resnet18", "imagenet", 64
-    c.optim.update(name="lars", lr=0.3, eta=0.02, clip_trust_ratio=True, weight_decay=1e-4,
-                   warmup_epochs=10.0, end_lr_factor=0.0)
+    solo_learn_resnet18(c, stem="imagenet")
     c.train.update(epochs=200, eval_every=2000, checkpoint_every=1000)
   c.eval.batch = 512
   return c
@@ -112,10 +117,7 @@ def imagenet100_config() -> ml_collections.ConfigDict:
   c.data.update(name="imagenet100", train_split="train", eval_split="val", in_memory=False,
                 num_threads=16)
   c.aug = vicreg_views(224, IMAGENET_STATS)
-  c.model.backbone, c.model.stem, c.model.width = "resnet18", "imagenet", 64
-  c.model.projector = "2048-2048-2048"
-  c.optim.update(name="lars", lr=0.3, eta=0.02, clip_trust_ratio=True, weight_decay=1e-4,
-                 warmup_epochs=10.0, end_lr_factor=0.0)
+  solo_learn_resnet18(c, stem="imagenet")
   c.train.update(global_batch=256, epochs=400, log_every=100, eval_every=2000,
                  checkpoint_every=1000)
   c.eval.batch = 512
