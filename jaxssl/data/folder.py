@@ -172,9 +172,8 @@ def parts(root: str, *, val_fraction: float, labels: str = "auto", on_bad_image:
     found[name] = (ids, rel, _class_names(rel, dirs, root + "/" + prefix.rstrip("/"), labels))
     names.update(found[name][2])
   classes = tuple(sorted(names))
-  out = {}
+  out, lookup = {}, {c: k for k, c in enumerate(classes)}
   for name, (ids, rel, own) in found.items():
-    lookup = {c: k for k, c in enumerate(classes)}
     part_labels = np.asarray([lookup[p.split("/", 1)[0]] if own else -1 for p in rel], np.int32)
     out[name] = Part(ids, part_labels, classes if own else ())
   if "all" in out:

@@ -45,10 +45,6 @@ class Index:
   bad: dict[str, str]
   dirs: list[str]
 
-  def good(self) -> np.ndarray:
-    """Positions of the files that decode."""
-    return np.asarray([i for i, p in enumerate(self.paths) if p not in self.bad], np.int64)
-
 
 def _list_local(root: str) -> tuple[list[tuple[str, int, int]], list[str]]:
   files, dirs = [], []
