@@ -438,6 +438,8 @@ def drive(args) -> dict:
   path = pathlib.Path(args.out)
   results = load_results(path)
   runs = plan(args.parts, args.seeds, args.table_epochs)
+  if args.rows:
+    runs = [r for r in runs if r.part != "table" or r.label in args.rows]
   done = {r.get("fingerprint"): r for r in results["runs"].values() if "error" not in r}
   for run in runs:
     previous = results["runs"].get(run.id)
@@ -600,6 +602,8 @@ def main(argv=None) -> None:
   parser.add_argument("--parts", default="sweep,table,projector",
                       help=f"comma-separated: {', '.join(PARTS)} (in that order)")
   parser.add_argument("--seeds", default="0,1", help="seeds of the table's runs")
+  parser.add_argument("--rows", default="", help="comma-separated table rows to run (e.g. "
+                      "'vicreg,random init'; default: every row)")
   parser.add_argument("--table_epochs", type=int, default=3,
                       help="the table's budget (3: the CPU recipe of the config files)")
   parser.add_argument("--out", default=str(RESULTS))
@@ -633,6 +637,11 @@ def main(argv=None) -> None:
   if unknown:
     parser.error(f"unknown parts {sorted(unknown)}; choose from {', '.join(PARTS)}")
   args.seeds = [int(s) for s in args.seeds.split(",") if s]
+  args.rows = [r for r in args.rows.split(",") if r]
+  labels = {"random init", *SSL_CONFIGS, *BASELINES}
+  if set(args.rows) - labels:
+    parser.error(f"unknown rows {sorted(set(args.rows) - labels)}; choose from "
+                 f"{', '.join(sorted(labels))}")
   print(report(drive(args)))
 
 
