@@ -311,6 +311,8 @@ def work(run: Run, workdir: pathlib.Path, smoke: bool, data_dir: str | None) -> 
     encoder = restore.random_encoder(c)
   else:
     final = loop.train(c, workdir)
+    if final.get("stopped_by"):  # stopped early, resumable: no result from part of a run
+      sys.exit(75)
     encoder = restore.load_encoder(workdir)
   train_s = time.perf_counter() - start
   evaluation = evaluate_run.evaluate_encoder(encoder)
