@@ -59,10 +59,11 @@ def base_config() -> ml_collections.ConfigDict:
                 channels=3, on_bad_image="fail", index_dir=config_dict.placeholder(str))
   c.aug = vicreg_views(28, FASHION_MNIST_STATS)
   # backbone: convnet (widths, convs_per_stage), resnet18 / resnet50 (width, stem) or vit
-  # (section vit: ViT-S/16 unless set; vit_config gives the standard sizes).
+  # (section vit: ViT-S/16 unless set; vit_config gives the standard sizes). conv: the CNNs'
+  # convolution, "xla", "phased" or "auto" (by platform; jaxssl.models.conv).
   c.model = dict(backbone="convnet", widths=(32, 64, 128), convs_per_stage=2, width=64,
-                 stem="cifar", vit=vit_config("S", 16), projector="2048-2048-2048",
-                 projector_bn=True, dtype="float32")
+                 stem="cifar", conv="auto", vit=vit_config("S", 16),
+                 projector="2048-2048-2048", projector_bn=True, dtype="float32")
   c.method = dict(name="vicreg", kwargs=method_kwargs())
   c.optim = dict(name="lars", lr=0.2, scale_lr_by_batch=True, weight_decay=1e-6, momentum=0.9,
                  eta=0.001, clip_trust_ratio=False, bias_lr=config_dict.placeholder(float),

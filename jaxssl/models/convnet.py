@@ -11,15 +11,19 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from jaxssl.models import conv as conv_lib
+
 
 class ConvNet(nn.Module):
   widths: Sequence[int] = (32, 64, 128)
   convs_per_stage: int = 2
+  conv: str = "auto"  # the convolution's implementation (jaxssl.models.conv)
   dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x, *, train: bool):
-    conv = functools.partial(nn.Conv, kernel_size=(3, 3), use_bias=False, dtype=self.dtype)
+    conv = functools.partial(nn.Conv, kernel_size=(3, 3), use_bias=False, dtype=self.dtype,
+                             conv_general_dilated=conv_lib.pick(self.conv))
     norm = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9,
                              epsilon=1e-5, dtype=self.dtype)
     x = x.astype(self.dtype)

@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxssl.errors import ConfigError
+from jaxssl.models.conv import CONVS
 from jaxssl.models.convnet import ConvNet
 from jaxssl.models.projector import Projector, parse_widths
 from jaxssl.models.resnet import STEMS, ResNet18, ResNet50
@@ -58,14 +59,16 @@ def model_from_config(cfg, num_classes: int, probe_gradient: bool = False) -> SS
     raise ConfigError(f"config.model.dtype: must be 'float32' or 'bfloat16'; got "
                       f"{cfg.dtype!r}.")
   kwargs: dict[str, Any] = {"dtype": dtype}
+  if cfg.conv not in CONVS:
+    raise ConfigError(f"config.model.conv: must be one of {CONVS}; got {cfg.conv!r}.")
   if cfg.backbone == "convnet":
-    kwargs.update(widths=tuple(cfg.widths), convs_per_stage=cfg.convs_per_stage)
+    kwargs.update(widths=tuple(cfg.widths), convs_per_stage=cfg.convs_per_stage, conv=cfg.conv)
   elif cfg.backbone == "vit":
     kwargs.update(vit_settings(cfg.vit))
   else:
     if cfg.stem not in STEMS:
       raise ConfigError(f"config.model.stem: must be one of {STEMS}; got {cfg.stem!r}.")
-    kwargs.update(width=cfg.width, stem=cfg.stem)
+    kwargs.update(width=cfg.width, stem=cfg.stem, conv=cfg.conv)
   parse_widths(cfg.projector)  # checked now rather than at the first trace
   return SSLModel(backbone=build_backbone(cfg.backbone, **kwargs),
                   projector=Projector(cfg.projector, batch_norm=cfg.projector_bn, dtype=dtype),

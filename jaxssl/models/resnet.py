@@ -11,6 +11,8 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from jaxssl.models import conv as conv_lib
+
 STEMS = ("imagenet", "cifar")
 
 
@@ -59,13 +61,15 @@ class ResNet(nn.Module):
   block: Any
   width: int = 64
   stem: str = "imagenet"
+  conv: str = "auto"  # the convolution's implementation (jaxssl.models.conv)
   dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x, *, train: bool):
     if self.stem not in STEMS:
       raise ValueError(f"model.stem must be one of {STEMS}; got {self.stem!r}.")
-    conv = functools.partial(nn.Conv, use_bias=False, dtype=self.dtype, padding="SAME")
+    conv = functools.partial(nn.Conv, use_bias=False, dtype=self.dtype, padding="SAME",
+                             conv_general_dilated=conv_lib.pick(self.conv))
     norm = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9,
                              epsilon=1e-5, dtype=self.dtype)
     x = x.astype(self.dtype)

@@ -1,0 +1,161 @@
+"""The convolution the models call, picked by name (``model.conv``).
+
+``"xla"``: ``lax.conv_general_dilated``, differentiated by JAX.
+
+``"fast"``: the same values, computed in the forms XLA:CPU runs fastest
+(bench/conv.py; bench/README.md, "Convolutions"):
+- A 1x1 convolution (any stride, no padding) is a matmul over every s-th position, and so
+  are its gradients. XLA:CPU runs a 1x1 convolution's weight gradient at a quarter to a
+  third of its matmul rate; as a matmul it runs near that rate.
+- At stride s > 1, JAX's input gradient convolves an s-times dilated output gradient
+  (``lhs_dilation``) with the reversed kernel: s^2 times the FLOPs needed, in a form
+  XLA:CPU's library path (YNNPACK) refuses (jax-ml/jax#23783). Here it is the s^2 stride-1
+  convolutions of the output gradient by the kernel's phases (for a 3x3 kernel at stride 2:
+  its 2x2, 2x1, 1x2 and 1x1 taps), interleaved (depth-to-space): the forward's FLOPs, in
+  convolutions the library path takes.
+Other convolutions, and those ``"fast"`` does not cover (input or kernel dilation, feature
+groups, channels not last, a preferred element type), are ``lax.conv_general_dilated``'s.
+Values and gradients equal ``"xla"``'s up to the order of summation, under ``jit``, ``grad``
+(to any order), ``vmap`` and sharding; the gradients are written out (``jax.custom_vjp``), so
+forward-mode differentiation (``jax.jvp``, ``jax.jacfwd``) needs ``"xla"``.
+
+``"auto"`` (the default) is ``DEFAULTS``'s choice for the platform the model runs on: lax's
+convolution wherever nothing was measured to beat it (GPU and TPU so far).
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import math
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+CONVS = ("auto", "xla", "fast")
+DEFAULTS = {"cpu": "fast"}
+
+
+def pick(name: str, platform: str | None = None):
+  """The ``conv_general_dilated`` that ``model.conv``'s value ``name`` names; ``"auto"``: the
+  default of ``platform`` (default: JAX's default backend)."""
+  if name == "auto":
+    name = DEFAULTS.get(platform or jax.default_backend(), "xla")
+  return {"xla": lax.conv_general_dilated, "fast": conv_general_dilated}[name]
+
+
+def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
+                         rhs_dilation=None, dimension_numbers=None, feature_group_count=1,
+                         batch_group_count=1, precision=None, preferred_element_type=None):
+  """``lax.conv_general_dilated``'s signature and values, in ``"fast"``'s forms (the module's
+  docstring); what they do not cover is lax's."""
+  strides = tuple(window_strides)
+  spatial = lhs.ndim - 2
+  covered = (feature_group_count == 1 and batch_group_count == 1
+             and all(d == 1 for d in (*(lhs_dilation or ()), *(rhs_dilation or ())))
+             and preferred_element_type is None and 1 <= spatial <= 3
+             and lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
+             == lax.conv_dimension_numbers(lhs.shape, rhs.shape, _channels_last(spatial)))
+  if covered:
+    if isinstance(padding, str):
+      padding = lax.padtype_to_pads(lhs.shape[1:-1], rhs.shape[:-2], strides, padding)
+    pads = tuple((int(lo), int(hi)) for lo, hi in padding)
+    if all(k == 1 for k in rhs.shape[:-2]) and all(p == (0, 0) for p in pads):
+      return _pointwise(lhs, rhs, strides, precision)
+    if any(s > 1 for s in strides):
+      return _strided(lhs, rhs, strides, pads, precision)
+  return lax.conv_general_dilated(
+      lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers,
+      feature_group_count, batch_group_count, precision, preferred_element_type)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _pointwise(x, w, strides, precision):
+  """A 1x1 convolution at stride s: every s-th position times the kernel; its gradients are
+  matmuls too, written out (JAX's own transposes of these matmuls measured 10% slower on
+  ResNet-50's convolutions, bench/conv.py)."""
+  return _pointwise_fwd(x, w, strides, precision)[0]
+
+
+def _every(x, strides):
+  return x[(slice(None), *(slice(None, None, s) for s in strides))]
+
+
+def _pointwise_fwd(x, w, strides, precision):
+  y = jnp.tensordot(_every(x, strides), w.reshape(w.shape[-2:]), axes=1, precision=precision)
+  return y, (x, w)
+
+
+def _pointwise_bwd(strides, precision, residuals, dy):
+  x, w = residuals
+  leading = tuple(range(x.ndim - 1))
+  dw = jnp.tensordot(_every(x, strides), dy, axes=(leading, leading), precision=precision)
+  dx_every = jnp.tensordot(dy, w.reshape(w.shape[-2:]).T, axes=1, precision=precision)
+  # Back to x's shape: every s-th position (interior padding s - 1), zeros to the end.
+  config = [(0, 0, 0)] + [(0, n - (m - 1) * s - 1, s - 1) for n, m, s in
+                          zip(x.shape[1:-1], dy.shape[1:-1], strides)] + [(0, 0, 0)]
+  return lax.pad(dx_every, jnp.zeros((), dx_every.dtype), config), dw.reshape(w.shape)
+
+
+_pointwise.defvjp(_pointwise_fwd, _pointwise_bwd)
+
+
+def _channels_last(spatial: int) -> tuple[str, str, str]:
+  letters = "HWD"[:spatial]
+  return f"N{letters}C", f"{letters}IO", f"N{letters}C"
+
+
+def _conv(x, w, strides, pads, precision):
+  return lax.conv_general_dilated(x, w, strides, pads, precision=precision,
+                                  dimension_numbers=_channels_last(x.ndim - 2))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _strided(x, w, strides, pads, precision):
+  return _conv(x, w, strides, pads, precision)
+
+
+def _strided_fwd(x, w, strides, pads, precision):
+  return _conv(x, w, strides, pads, precision), (x, w)
+
+
+def _strided_bwd(strides, pads, precision, residuals, dy):
+  x, w = residuals
+  (dw,) = jax.linear_transpose(lambda w: _conv(x, w, strides, pads, precision), w)(dy)
+  return input_gradient(dy, w, x.shape, strides, pads, precision), dw
+
+
+_strided.defvjp(_strided_fwd, _strided_bwd)
+
+
+def input_gradient(dy, w, x_shape, strides, pads, precision=None):
+  """The gradient of ``_conv(x, w, strides, pads)`` with respect to ``x`` (shape ``x_shape``)
+  as the kernel's phases: with u = s*q + r a position of the padded input, the gradient at u
+  sums dy[q - m] * w[r + s*m] over m, a stride-1 convolution of dy by the taps r, r + s, ...
+  of w, reversed. The s^2 phases' outputs interleave into the padded input's positions."""
+  spatial = len(strides)
+  size = x_shape[1:-1]
+  out_size = dy.shape[1:-1]
+  # Positions 0 .. s*q_len - 1 of the padded input cover the input's [lo, lo + size).
+  q_len = [math.ceil((lo + n) / s) for n, s, (lo, _) in zip(size, strides, pads)]
+  w_t = jnp.swapaxes(w, -1, -2)  # (..., out features, in features): dy's channels in
+  phases = []
+  for phase in itertools.product(*(range(s) for s in strides)):
+    taps = w_t[tuple(slice(r, None, s) for r, s in zip(phase, strides))]
+    if 0 in taps.shape[:spatial]:  # no tap of the kernel lands on this phase
+      phases.append(jnp.zeros((dy.shape[0], *q_len, x_shape[-1]), dy.dtype))
+      continue
+    taps = jnp.flip(taps, axis=tuple(range(spatial)))
+    reach = taps.shape[:spatial]
+    grad = _conv(dy, taps, (1,) * spatial,
+                 [(m - 1, max(0, q - o)) for m, q, o in zip(reach, q_len, out_size)],
+                 precision)
+    phases.append(grad[(slice(None), *(slice(0, q) for q in q_len))])
+  # (s1, s2, .., N, q1, q2, .., C) -> (N, q1, s1, q2, s2, .., C) -> (N, q1*s1, q2*s2, .., C)
+  stacked = jnp.stack(phases).reshape(*strides, *phases[0].shape)
+  order = [spatial] + [a for d in range(spatial) for a in (spatial + 1 + d, d)] + [2 * spatial + 1]
+  padded = stacked.transpose(order).reshape(
+      x_shape[0], *(q * s for q, s in zip(q_len, strides)), x_shape[-1])
+  return padded[(slice(None), *(slice(lo, lo + n) for (lo, _), n in zip(pads, size)),
+                 slice(None))]
