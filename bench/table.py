@@ -5,6 +5,7 @@
 """
 
 import json
+import os
 import sys
 
 
@@ -119,11 +120,20 @@ def ica_projectors_table(result):
   return "\n".join(lines)
 
 
-TABLES = {"losses": losses_table, "ica": ica_table, "ica_projectors": ica_projectors_table,
-          "train_step": train_step_table, "scaling": scaling_table}
+def conv_table(result):
+  sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+  import conv  # pylint: disable=g-import-not-at-top
+  return conv.render(result)
+
+
+TABLES = {"conv": conv_table, "losses": losses_table, "ica": ica_table,
+          "ica_projectors": ica_projectors_table, "train_step": train_step_table,
+          "scaling": scaling_table}
 
 
 def kind_of(result):
+  if "nets" in result:
+    return "conv"
   if "suite" in result:
     return "train_step"
   if "cases" in result:

@@ -12,7 +12,8 @@ Suites:
   cpu  ResNet-18 with the CIFAR stem at 32x32, projector 2048-2048-2048, two views of 64
        images, LARS (configs/vicreg_cifar.py with the official VICReg LARS). Variants: the
        number of XLA CPU devices (one, or one per core with the batch split between them),
-       float32 / bfloat16, and PyTorch with 2 threads in both memory formats.
+       the convolution (model.conv: "fast", the CPU default, or "xla"), float32 / bfloat16,
+       and PyTorch with 2 threads in both memory formats.
   gpu  ResNet-50 at 224x224, projector 8192-8192-8192, bfloat16 (configs/vicreg_imagenet.py),
        per-device batches of 128 and 256 per view; images/s and model FLOP utilisation (MFU:
        of the chip's data-sheet dense bfloat16 peak, PEAK_BF16_FLOPS; and of the bfloat16
@@ -91,6 +92,7 @@ def jax_worker(p: dict) -> dict:
   c = config_lib.load(f"{path}:{p['arg']}" if p["arg"] else str(path))
   batch = p["batch"] * jax.device_count()
   c.model.dtype, c.model.projector = p["dtype"], p["projector"]
+  c.model.conv = p.get("conv", c.model.conv)
   c.optim.clip_trust_ratio = False  # the official VICReg LARS, as PyTorch runs it
   c.train.global_batch = batch
   c.aug.view_a.out_size = c.aug.view_b.out_size = p["size"]
@@ -154,7 +156,7 @@ def jax_worker(p: dict) -> dict:
     @nn.compact
     def __call__(self, x, *, train: bool):
       backbone = build_backbone(c.model.backbone, width=c.model.width, stem=c.model.stem,
-                                dtype=dtype)
+                                conv=c.model.conv, dtype=dtype)
       return nn.Dense(p["classes"])(backbone(x, train=train))
 
   model = Supervised()
@@ -320,13 +322,15 @@ def variants(suite: str, quick: bool):
     return
   if suite == "cpu":
     b = s["batches"][0]
+    two = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
     yield "jaxssl, 1 device, float32", "jax", {}, dict(common, batch=b, dtype="float32",
                                                         reps=reps)
     if not quick:
-      # One XLA device per core, each with half the batch (global batch unchanged).
-      yield ("jaxssl, 2 devices, float32", "jax",
-             {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"},
-             dict(common, batch=b // 2, dtype="float32", reps=reps))
+      # One XLA device per core, each with half the batch (global batch unchanged), with
+      # each convolution (model.conv; "auto" is "fast" on a CPU).
+      for conv in ("fast", "xla"):
+        yield (f"jaxssl, 2 devices, float32, conv {conv}", "jax", two,
+               dict(common, batch=b // 2, dtype="float32", reps=reps, conv=conv))
       yield "jaxssl, 1 device, bfloat16", "jax", {}, dict(common, batch=b, dtype="bfloat16",
                                                            reps=reps)
     for channels_last in ((False,) if quick else (False, True)):

@@ -1,0 +1,364 @@
+"""Convolutions one by one: the forward, input gradient and weight gradient of every distinct
+convolution of ResNet-18 (CIFAR stem), ResNet-50 (ImageNet stem) and the Fashion-MNIST
+ConvNet, with each of jaxssl's convolutions (``model.conv``) against
+PyTorch (channels-last, oneDNN), side by side in one run.
+
+  python bench/conv.py                         # ResNet-18 (CIFAR stem), batch 64
+  python bench/conv.py --nets convnet,resnet50 # the quickstart's CNN; ResNet-50 at 224
+  python bench/conv.py --quick                 # three repetitions, for a look
+
+jaxssl's implementations run in one subprocess, taking turns call by call; PyTorch in another
+(the two must not share a thread pool); the parent prints the table and writes JSON
+(bench/results/conv_<nets>.json). Rates are GFLOP/s of the pass's multiply-adds (2 FLOPs
+each; the input gradient of a stride-s convolution counted at the forward's FLOPs, the
+work it needs); "of matmul" is of the float32 matmul rate measured in the same worker
+(2048 x 2048, XLA's or PyTorch's). Times are medians after two warm-ups.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+CONVS = ("xla", "fast")  # model.conv's implementations, timed in one worker
+PASSES = ("forward", "input grad", "weight grad", "forward + backward")
+
+
+def resnet_shapes(depth: int, stem: str, size: int, batch: int) -> list[dict]:
+  """Every convolution of a ResNet as (batch, size, in, out, kernel, stride), in network
+  order, each as often as it occurs; the stem's input gradient is never needed (the images
+  are not trained)."""
+  shapes = []
+  add = lambda *s, stem=False: shapes.append(dict(zip(("n", "size", "c", "f", "k", "s"), s),
+                                                   stem=stem))
+  if stem == "imagenet":
+    add(batch, size, 3, 64, 7, 2, stem=True)
+    size //= 4  # the stem's stride and its max-pool
+  else:
+    add(batch, size, 3, 64, 3, 1, stem=True)
+  channels = 64
+  for stage, (width, blocks) in enumerate(zip((64, 128, 256, 512),
+                                              (2, 2, 2, 2) if depth == 18 else (3, 4, 6, 3))):
+    for block in range(blocks):
+      stride = 2 if stage and not block else 1
+      out = size // stride
+      if depth == 18:
+        add(batch, size, channels, width, 3, stride)
+        add(batch, out, width, width, 3, 1)
+        if stride != 1 or channels != width:
+          add(batch, size, channels, width, 1, stride)  # the shortcut
+        channels = width
+      else:
+        add(batch, size, channels, width, 1, 1)
+        add(batch, size, width, width, 3, stride)
+        add(batch, out, width, 4 * width, 1, 1)
+        if stride != 1 or channels != 4 * width:
+          add(batch, size, channels, 4 * width, 1, stride)  # the shortcut
+        channels = 4 * width
+      size = out
+  return shapes
+
+
+def convnet_shapes(widths=(32, 64, 128, 1024), size=28, batch=128) -> list[dict]:
+  """The quickstart's CNN (configs/vicreg_fashion_mnist.py): 3x3 convolutions, two per stage,
+  2x2 max-pool between stages; ``batch``: a device's share of both views at batch 256 on 2
+  devices."""
+  shapes, channels = [], 1
+  for stage, width in enumerate(widths):
+    if stage:
+      size //= 2
+    shapes.append(dict(n=batch, size=size, c=channels, f=width, k=3, s=1, stem=not stage))
+    shapes.append(dict(n=batch, size=size, c=width, f=width, k=3, s=1, stem=False))
+    channels = width
+  return shapes
+
+
+NETS = {
+    "resnet18": lambda: resnet_shapes(18, "cifar", 32, 64),
+    "resnet50": lambda: resnet_shapes(50, "imagenet", 224, 8),
+    "convnet": convnet_shapes,
+}
+
+
+def distinct(shapes: list[dict]) -> list[dict]:
+  seen, out = set(), []
+  for s in shapes:
+    key = tuple(sorted(s.items()))
+    if key not in seen:
+      seen.add(key)
+      out.append(s)
+  return out
+
+
+def flops(s: dict) -> float:
+  out = -(-s["size"] // s["s"])
+  return 2.0 * s["n"] * out * out * s["k"] ** 2 * s["c"] * s["f"]
+
+
+def median_seconds(fn, reps: int) -> float:
+  fn()
+  fn()
+  times = []
+  for _ in range(reps):
+    start = time.perf_counter()
+    fn()
+    times.append(time.perf_counter() - start)
+  return statistics.median(times)
+
+
+def jax_worker(p: dict) -> dict:
+  """Every convolution of ``p["convs"]`` per shape and pass, timed in turns (one call of each,
+  round after round), so that the machine's drift falls on all of them alike."""
+  import jax
+  import jax.numpy as jnp
+  import numpy as np
+
+  sys.path.insert(0, str(ROOT))
+  from jaxssl.models import conv as conv_lib
+
+  from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+  # The batch split over the devices (one per core: how jaxssl trains on a CPU), the kernel
+  # on each; a weight gradient is summed over the devices as in a train step.
+  mesh = Mesh(np.array(jax.devices()), ("data",))
+  batch, replicated = NamedSharding(mesh, P("data")), NamedSharding(mesh, P())
+  rng = np.random.default_rng(0)
+  a = jnp.asarray(rng.normal(size=(2048, 2048)), jnp.float32)
+  mm = jax.jit(lambda a: a @ a)
+  matmul = 2 * 2048**3 / median_seconds(lambda: mm(a).block_until_ready(), p["reps"])
+  rows = {name: [] for name in p["convs"]}
+  for s in p["shapes"]:
+    x = jax.device_put(rng.normal(size=(s["n"], s["size"], s["size"], s["c"])).astype(
+        np.float32), batch)
+    w = jax.device_put(rng.normal(size=(s["k"], s["k"], s["c"], s["f"])).astype(np.float32),
+                       replicated)
+    fns = {name: passes(conv_lib.pick(name), s) for name in p["convs"]}
+    dy = jax.device_put(rng.normal(size=jax.eval_shape(
+        fns[p["convs"][0]]["forward"], x, w).shape).astype(np.float32), batch)
+    times = {name: {} for name in p["convs"]}
+    for pass_ in fns[p["convs"][0]]:
+      args = (x, w) if pass_ == "forward" else (x, w, dy)
+      calls = {name: (lambda f=f[pass_]: jax.block_until_ready(f(*args)))
+               for name, f in fns.items()}
+      for name, seconds in in_turns(calls, p["reps"]).items():
+        times[name][pass_] = seconds
+    for name in p["convs"]:
+      rows[name].append({"shape": s, "seconds": times[name]})
+      print(f"  {name}: {describe(s)} " + ", ".join(
+          f"{k} {1e3 * v:.1f} ms" for k, v in times[name].items()), file=sys.stderr, flush=True)
+  return {"matmul_flops": matmul, "jax": jax.__version__, "devices": jax.device_count(),
+          "rows": rows}
+
+
+def passes(conv_fn, s: dict) -> dict:
+  """The jitted passes of one convolution of shape ``s``: forward, the two gradients, all."""
+  import jax
+
+  def conv(x, w):
+    return conv_fn(x, w, (s["s"], s["s"]), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  fns = {"forward": jax.jit(conv),
+         "input grad": jax.jit(lambda x, w, dy: jax.vjp(lambda x: conv(x, w), x)[1](dy)),
+         "weight grad": jax.jit(lambda x, w, dy: jax.vjp(lambda w: conv(x, w), w)[1](dy)),
+         "forward + backward": jax.jit(
+             lambda x, w, dy: (lambda y, vjp: (y, vjp(dy)))(*jax.vjp(conv, x, w)))}
+  if s["stem"]:  # the images get no gradient: the step runs the forward and weight grad
+    del fns["input grad"]
+    fns["forward + backward"] = jax.jit(
+        lambda x, w, dy: (lambda y, vjp: (y, vjp(dy)))(*jax.vjp(lambda w: conv(x, w), w)))
+  return fns
+
+
+def in_turns(calls: dict, reps: int) -> dict:
+  """Median seconds of each call, after two warm-up rounds, the calls taking turns."""
+  times = {name: [] for name in calls}
+  for round_ in range(reps + 2):
+    for name, call in calls.items():
+      start = time.perf_counter()
+      call()
+      if round_ >= 2:
+        times[name].append(time.perf_counter() - start)
+  return {name: statistics.median(t) for name, t in times.items()}
+
+
+def torch_worker(p: dict) -> dict:
+  import torch
+
+  torch.set_num_threads(p["threads"])
+  gen = torch.Generator().manual_seed(0)
+  a = torch.randn(2048, 2048, generator=gen)
+  matmul = 2 * 2048**3 / median_seconds(lambda: a @ a, p["reps"])
+  last = torch.channels_last
+  rows = []
+  for s in p["shapes"]:
+    x = torch.randn(s["n"], s["c"], s["size"], s["size"], generator=gen).to(memory_format=last)
+    w = torch.randn(s["f"], s["c"], s["k"], s["k"], generator=gen).to(memory_format=last)
+    conv = lambda x, w, s=s: torch.nn.functional.conv2d(x, w, stride=s["s"],
+                                                        padding=s["k"] // 2)
+    with torch.no_grad():
+      dy = torch.randn_like(conv(x, w)).contiguous(memory_format=last)
+    times = {}
+    with torch.no_grad():
+      times["forward"] = median_seconds(lambda: conv(x, w), p["reps"])
+    grads = {"input grad": (x,), "weight grad": (w,), "forward + backward": (x, w)}
+    if s["stem"]:
+      del grads["input grad"]
+      grads["forward + backward"] = (w,)
+    for name, wrt in grads.items():
+      x.requires_grad_(any(t is x for t in wrt))
+      w.requires_grad_(any(t is w for t in wrt))
+      if name == "forward + backward":
+        fn = lambda wrt=wrt: torch.autograd.grad(conv(x, w), wrt, dy)
+      else:  # the backward alone, on one recorded forward
+        y = conv(x, w)
+        fn = lambda y=y, wrt=wrt: torch.autograd.grad(y, wrt, dy, retain_graph=True)
+      times[name] = median_seconds(fn, p["reps"])
+    x.requires_grad_(False)
+    w.requires_grad_(False)
+    rows.append({"shape": s, "seconds": times})
+    print(f"  pytorch: {describe(s)} " + ", ".join(
+        f"{k} {1e3 * v:.1f} ms" for k, v in times.items()), file=sys.stderr, flush=True)
+  return {"matmul_flops": matmul, "torch": torch.__version__,
+          "threads": torch.get_num_threads(), "rows": rows}
+
+
+def describe(s: dict) -> str:
+  return (f"{s['k']}x{s['k']}/{s['s']} {s['c']}->{s['f']} at {s['size']}x{s['size']}, "
+          f"batch {s['n']}{' (stem)' if s['stem'] else ''}")
+
+
+def run_worker(worker: str, params: dict) -> dict:
+  cmd = [sys.executable, __file__, "--worker", worker, json.dumps(params)]
+  flags = (f"{os.environ.get('XLA_FLAGS', '')} "
+           f"--xla_force_host_platform_device_count={params['devices']}").strip()
+  proc = subprocess.run(cmd, env={**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": flags},
+                        stdout=subprocess.PIPE, text=True, cwd=ROOT)
+  if proc.returncode != 0:
+    raise RuntimeError(f"the {worker} worker failed (its error is above)")
+  return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def run_all(params: dict) -> list[dict]:
+  """One result per implementation, PyTorch's last: label, rows, the worker's matmul rate."""
+  ours = run_worker("jax", {**params, "convs": list(CONVS)})
+  torch = run_worker("torch", params)
+  return [{"label": name, "matmul_flops": ours["matmul_flops"], "jax": ours["jax"],
+           "devices": ours["devices"], "rows": ours["rows"][name]}
+          for name in CONVS] + [{"label": "pytorch", **torch}]
+
+
+def table(results: list[dict]) -> str:
+  """One row per shape and pass: each variant's GFLOP/s, PyTorch's, and the best jaxssl
+  variant's ratio to PyTorch and to the matmul rate of its own worker."""
+  torch = next(r for r in results if r["label"] == "pytorch")
+  ours = [r for r in results if r is not torch]
+  head = ("| convolution | pass | " + " | ".join(r["label"] for r in ours) +
+          " | pytorch | best / pytorch | best / its matmul |")
+  lines = [head, "|---|---|" + "---:|" * (len(ours) + 3)]
+  for i, row in enumerate(torch["rows"]):
+    s = row["shape"]
+    for name in PASSES:
+      if name not in row["seconds"]:
+        continue
+      work = flops(s) * (2 if s["stem"] and name == "forward + backward" else
+                         3 if name == "forward + backward" else 1)
+      rates = [work / r["rows"][i]["seconds"][name] / 1e9 for r in ours]
+      best = max(range(len(ours)), key=lambda j: rates[j])
+      torch_rate = work / row["seconds"][name] / 1e9
+      lines.append(
+          f"| {describe(s)} | {name} | " + " | ".join(f"{v:.0f}" for v in rates) +
+          f" | {torch_rate:.0f} | {rates[best] / torch_rate:.2f}x ({ours[best]['label']}) | "
+          f"{1e9 * rates[best] / ours[best]['matmul_flops']:.0%} |")
+  matmul = ", ".join(f"{r['label']} {r['matmul_flops'] / 1e9:.0f}" for r in results)
+  return "\n".join(lines) + f"\n\nfloat32 matmul, GFLOP/s: {matmul}"
+
+
+def totals(results: list[dict], shapes: list[dict]) -> str:
+  """Every convolution of the networks once (repeated shapes counted as often as they occur),
+  forward + backward: the convolutions' share of a training step, per implementation."""
+  count = {}
+  for s in shapes:
+    key = tuple(sorted(s.items()))
+    count[key] = count.get(key, 0) + 1
+  lines = ["", "| all convolutions, forward + backward | ms | GFLOP/s | x PyTorch |",
+           "|---|---:|---:|---:|"]
+  torch_ms = None
+  for r in reversed(results):  # PyTorch's first, for the ratio
+    ms = work = 0.0
+    for row in r["rows"]:
+      s, n = row["shape"], count[tuple(sorted(row["shape"].items()))]
+      ms += n * 1e3 * row["seconds"]["forward + backward"]
+      work += n * flops(s) * (2 if s["stem"] else 3)
+    torch_ms = torch_ms or ms
+    lines.insert(3, f"| {r['label']} | {ms:,.0f} | {work / ms / 1e6:.0f} | "
+                    f"{torch_ms / ms:.2f}x |")
+  return "\n".join(lines)
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--nets", default="resnet18", help=f"comma-separated: {', '.join(NETS)}")
+  parser.add_argument("--devices", type=int, default=2,
+                      help="XLA CPU devices, the batch split between them (jaxssl's CPU "
+                      "default: one per core; 1: one device's thread pool)")
+  parser.add_argument("--quick", action="store_true", help="three repetitions, not nine")
+  parser.add_argument("--out", default=None)
+  parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
+  args = parser.parse_args()
+  if args.worker:
+    worker, params = args.worker[0], json.loads(args.worker[1])
+    print(json.dumps((jax_worker if worker == "jax" else torch_worker)(params)))
+    return
+  nets = args.nets.split(",")
+  unknown = set(nets) - set(NETS)
+  if unknown:
+    parser.error(f"unknown nets {sorted(unknown)}; choose from {', '.join(NETS)}")
+  shapes = [s for n in nets for s in NETS[n]()]
+  params = {"shapes": distinct(shapes), "reps": 3 if args.quick else 9,
+            "threads": os.cpu_count(), "devices": args.devices}
+  result = {"nets": nets, "devices": args.devices, "shapes": shapes,
+            "machine": {"cpu": cpu_model(), "cpus": os.cpu_count(),
+                        "platform": platform.platform(), "date": time.strftime("%Y-%m-%d")},
+            "results": run_all(params)}
+  print(render(result))
+  out = pathlib.Path(args.out or ROOT / "bench" / "results" /
+                     f"conv_{'_'.join(nets)}_{args.devices}dev.json")
+  out.parent.mkdir(parents=True, exist_ok=True)
+  out.write_text(json.dumps(result, indent=1) + "\n")
+  print(f"wrote {out}")
+
+
+def render(result: dict) -> str:
+  """The Markdown of a run: what ran where, the per-shape table, the networks' totals."""
+  versions = ", ".join(f"{k} {r[k]}" for r in result["results"] for k in ("jax", "torch")
+                       if k in r and r["label"] in ("xla", "pytorch"))
+  head = (f"{result['machine']['cpu']} ({result['machine']['cpus']} cores); "
+          f"{', '.join(result['nets'])}; jaxssl on {result['devices']} XLA CPU device(s), "
+          f"the batch split between them; PyTorch {result['results'][-1]['threads']} threads, "
+          f"channels-last; {versions}; {result['machine']['date']}")
+  return "\n".join([head, "", table(result["results"]),
+                    totals(result["results"], result["shapes"])])
+
+
+def cpu_model() -> str:
+  """The CPU's name with its family and model (another kind of CPU compiles other code)."""
+  fields = {}
+  try:
+    for line in open("/proc/cpuinfo"):
+      key, _, value = line.partition(":")
+      fields.setdefault(key.strip(), value.strip())
+  except OSError:
+    return platform.processor()
+  return (f"{fields.get('model name', platform.processor())} family "
+          f"{fields.get('cpu family', '?')} model {fields.get('model', '?')}")
+
+
+if __name__ == "__main__":
+  main()
