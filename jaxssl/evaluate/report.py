@@ -109,9 +109,15 @@ def plot_map(features: np.ndarray, labels: np.ndarray, path: storage.Path, *, ex
   perplexity = min(30.0, (len(x) - 1) / 3)
   points = manifold.TSNE(2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(x)
   fig, ax = plt.subplots(figsize=(6, 6))
-  scatter = ax.scatter(points[:, 0], points[:, 1], c=labels[rows], cmap="tab10", s=4)
-  ax.legend(*scatter.legend_elements(), title="label", loc="best", fontsize="small")
-  ax.set_title(f"t-SNE of {len(x)} test features, coloured by label")
+  shown = np.asarray(labels)[rows]
+  labeled = shown >= 0  # unlabeled images carry -1: grey, without a legend entry
+  ax.scatter(points[~labeled, 0], points[~labeled, 1], c="0.6", s=4)
+  if labeled.any():
+    scatter = ax.scatter(points[labeled, 0], points[labeled, 1], c=shown[labeled], cmap="tab10",
+                         s=4)
+    ax.legend(*scatter.legend_elements(), title="label", loc="best", fontsize="small")
+  ax.set_title(f"t-SNE of {len(x)} test features"
+               + (", coloured by label" if labeled.any() else " (unlabeled)"))
   ax.set_xticks([])
   ax.set_yticks([])
   _save(fig, path)
