@@ -135,9 +135,9 @@ def test_resnets_equal_either_way(backbone):
   size = 16 if backbone == "resnet18" else 32
   images = jnp.asarray(np.random.default_rng(2).normal(size=(3, size, size, 3)), jnp.float32)
   fast, xla = net(conv="fast"), net(conv="xla")
-  variables = fast.init(jax.random.key(0), images, train=False)
+  variables = jax.jit(lambda: fast.init(jax.random.key(0), images, train=False))()
   assert jax.tree.map(jnp.shape, variables) == jax.tree.map(
-      jnp.shape, xla.init(jax.random.key(0), images, train=False))
+      jnp.shape, jax.eval_shape(lambda: xla.init(jax.random.key(0), images, train=False)))
   # Away from the init, where the blocks' last BatchNorm scale (zero) stops their gradients.
   leaves, tree = jax.tree.flatten(variables["params"])
   noise = np.random.default_rng(4)
@@ -147,8 +147,8 @@ def test_resnets_equal_either_way(backbone):
   def features(model, params):  # BatchNorm by its stored statistics: over a batch of 3, the
     # batch's statistics would amplify summation-order differences layer after layer
     return model.apply({**variables, "params": params}, images, train=False)
-  got, want = ((features(m, params), jax.grad(lambda p, m=m: jnp.sum(features(m, p) ** 2))(
-      params)) for m in (fast, xla))
+  got, want = (jax.jit(lambda p, m=m: (features(m, p), jax.grad(
+      lambda p: jnp.sum(features(m, p) ** 2))(p)))(params) for m in (fast, xla))
   assert relative(got[0], want[0]) < 1e-5
   for a, b in zip(jax.tree.leaves(got[1]), jax.tree.leaves(want[1])):
     # Each convolution within 1e-5 (the tests above); through ResNet-50's 53 of them, the
