@@ -28,6 +28,8 @@ import sys
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+from methods import cpu_kind  # noqa: E402  (this directory's)
 CONVS = ("xla", "fast")  # model.conv's implementations, timed in one worker
 PASSES = ("forward", "input grad", "weight grad", "forward + backward")
 
@@ -104,14 +106,7 @@ def flops(s: dict) -> float:
 
 
 def median_seconds(fn, reps: int) -> float:
-  fn()
-  fn()
-  times = []
-  for _ in range(reps):
-    start = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - start)
-  return statistics.median(times)
+  return in_turns({"": fn}, reps)[""]
 
 
 def jax_worker(p: dict) -> dict:
@@ -324,7 +319,7 @@ def main():
   params = {"shapes": distinct(shapes), "reps": 3 if args.quick else 9,
             "threads": os.cpu_count(), "devices": args.devices}
   result = {"nets": nets, "devices": args.devices, "shapes": shapes,
-            "machine": {"cpu": cpu_model(), "cpus": os.cpu_count(),
+            "machine": {"cpu": cpu_kind(), "cpus": os.cpu_count(),
                         "platform": platform.platform(), "date": time.strftime("%Y-%m-%d")},
             "results": run_all(params)}
   print(render(result))
@@ -339,25 +334,12 @@ def render(result: dict) -> str:
   """The Markdown of a run: what ran where, the per-shape table, the networks' totals."""
   versions = ", ".join(f"{k} {r[k]}" for r in result["results"] for k in ("jax", "torch")
                        if k in r and r["label"] in ("xla", "pytorch"))
-  head = (f"{result['machine']['cpu']} ({result['machine']['cpus']} cores); "
+  head = (f"{result['machine']['cpu']}; "
           f"{', '.join(result['nets'])}; jaxssl on {result['devices']} XLA CPU device(s), "
           f"the batch split between them; PyTorch {result['results'][-1]['threads']} threads, "
           f"channels-last; {versions}; {result['machine']['date']}")
   return "\n".join([head, "", table(result["results"]),
                     totals(result["results"], result["shapes"])])
-
-
-def cpu_model() -> str:
-  """The CPU's name with its family and model (another kind of CPU compiles other code)."""
-  fields = {}
-  try:
-    for line in open("/proc/cpuinfo"):
-      key, _, value = line.partition(":")
-      fields.setdefault(key.strip(), value.strip())
-  except OSError:
-    return platform.processor()
-  return (f"{fields.get('model name', platform.processor())} family "
-          f"{fields.get('cpu family', '?')} model {fields.get('model', '?')}")
 
 
 if __name__ == "__main__":

@@ -78,7 +78,7 @@ def main():
     print(f"| {conv_bench.describe(s)} | {rate['xla']:.0f} | {rate['onednn']:.0f} | "
           f"{rate['onednn'] / rate['xla']:.2f}x |", flush=True)
   out = ROOT / "bench" / "results" / "onednn_probe.json"
-  out.write_text(json.dumps({"machine": {"cpu": conv_bench.cpu_model(), "cpus": os.cpu_count(),
+  out.write_text(json.dumps({"machine": {"cpu": conv_bench.cpu_kind(), "cpus": os.cpu_count(),
                                          "date": time.strftime("%Y-%m-%d")},
                              "jax": jax.__version__, "rows": rows}, indent=1) + "\n")
   print(f"wrote {out}")
