@@ -1,7 +1,7 @@
 """Convolutions one by one: the forward, input gradient and weight gradient of every distinct
 convolution of ResNet-18 (CIFAR stem), ResNet-50 (ImageNet stem) and the Fashion-MNIST
-ConvNet, with each of jaxssl's convolutions (``model.conv``) against
-PyTorch (channels-last, oneDNN), side by side in one run.
+ConvNet, with each of jaxssl's convolutions (``model.conv``: xla, fast, and onednn where
+jaxssl[onednn] is installed) against PyTorch (channels-last, oneDNN), side by side in one run.
 
   python bench/conv.py                         # ResNet-18 (CIFAR stem), batch 64
   python bench/conv.py --nets convnet,resnet50 # the quickstart's CNN; ResNet-50 at 224
@@ -30,7 +30,8 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 from methods import cpu_kind  # noqa: E402  (this directory's)
-CONVS = ("xla", "fast")  # model.conv's implementations, timed in one worker
+# model.conv's implementations, timed in one worker ("onednn" where it can run here)
+CONVS = ("xla", "fast", "onednn")
 PASSES = ("forward", "input grad", "weight grad", "forward + backward")
 
 
@@ -242,11 +243,16 @@ def run_worker(worker: str, params: dict) -> dict:
 
 def run_all(params: dict) -> list[dict]:
   """One result per implementation, PyTorch's last: label, rows, the worker's matmul rate."""
-  ours = run_worker("jax", {**params, "convs": list(CONVS)})
+  sys.path.insert(0, str(ROOT))
+  from jaxssl.models import onednn
+  convs = [c for c in CONVS if c != "onednn" or not onednn.unavailable()]
+  if len(convs) < len(CONVS):
+    print(f"model.conv='onednn' left out: {onednn.unavailable()}", file=sys.stderr)
+  ours = run_worker("jax", {**params, "convs": convs})
   torch = run_worker("torch", params)
   return [{"label": name, "matmul_flops": ours["matmul_flops"], "jax": ours["jax"],
            "devices": ours["devices"], "rows": ours["rows"][name]}
-          for name in CONVS] + [{"label": "pytorch", **torch}]
+          for name in convs] + [{"label": "pytorch", **torch}]
 
 
 def table(results: list[dict]) -> str:

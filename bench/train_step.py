@@ -12,7 +12,8 @@ Suites:
   cpu  ResNet-18 with the CIFAR stem at 32x32, projector 2048-2048-2048, two views of 64
        images, LARS (configs/vicreg_cifar.py with the official VICReg LARS). Variants: the
        number of XLA CPU devices (one, or one per core with the batch split between them),
-       the convolution (model.conv: "fast", the CPU default, or "xla"), float32 / bfloat16,
+       the convolution (model.conv: "fast", the CPU default, "xla", and "onednn" where
+       jaxssl[onednn] is installed, also on one device), float32 / bfloat16,
        and PyTorch with 2 threads in both memory formats.
   gpu  ResNet-50 at 224x224, projector 8192-8192-8192, bfloat16 (configs/vicreg_imagenet.py),
        per-device batches of 128 and 256 per view; images/s and model FLOP utilisation (MFU:
@@ -327,10 +328,16 @@ def variants(suite: str, quick: bool):
                                                         reps=reps)
     if not quick:
       # One XLA device per core, each with half the batch (global batch unchanged), with
-      # each convolution (model.conv; "auto" is "fast" on a CPU).
-      for conv in ("fast", "xla"):
+      # each convolution (model.conv; oneDNN's where jaxssl[onednn] is installed); and
+      # oneDNN's on one device, its threads over both cores.
+      from jaxssl.models import onednn
+      convs = ("fast", "xla") + (() if onednn.unavailable() else ("onednn",))
+      for conv in convs:
         yield (f"jaxssl, 2 devices, float32, conv {conv}", "jax", two,
                dict(common, batch=b // 2, dtype="float32", reps=reps, conv=conv))
+      if "onednn" in convs:
+        yield ("jaxssl, 1 device, float32, conv onednn", "jax", {},
+               dict(common, batch=b, dtype="float32", reps=reps, conv="onednn"))
       yield "jaxssl, 1 device, bfloat16", "jax", {}, dict(common, batch=b, dtype="bfloat16",
                                                            reps=reps)
     for channels_last in ((False,) if quick else (False, True)):

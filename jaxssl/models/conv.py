@@ -13,8 +13,14 @@
   convolutions of the output gradient by the kernel's phases (for a 3x3 kernel at stride 2:
   its 2x2, 2x1, 1x2 and 1x1 taps), interleaved (depth-to-space): the forward's FLOPs, in
   convolutions the library path takes.
-Other convolutions, and those ``"fast"`` does not cover (input or kernel dilation, feature
-groups, channels not last, a preferred element type), are ``lax.conv_general_dilated``'s.
+
+``"onednn"``: oneDNN's convolutions, the library PyTorch calls on CPU, through XLA's foreign
+function interface (:mod:`jaxssl.models.onednn`; CPU only, ``pip install 'jaxssl[onednn]'``
+and a C++ compiler), for the convolutions ``"fast"`` covers.
+
+Other convolutions, and those ``"fast"`` and ``"onednn"`` do not cover (input or kernel
+dilation, feature groups, channels not last, a preferred element type; for ``"onednn"``,
+anything but float32), are ``lax.conv_general_dilated``'s.
 Values and gradients equal ``"xla"``'s up to the order of summation, under ``jit``, ``grad``
 (to any order), ``vmap`` and sharding; the gradients are written out (``jax.custom_vjp``), so
 forward-mode differentiation (``jax.jvp``, ``jax.jacfwd``) needs ``"xla"``.
@@ -33,8 +39,24 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-CONVS = ("auto", "xla", "fast")
+from jaxssl.errors import ConfigError
+from jaxssl.models import onednn
+
+CONVS = ("auto", "xla", "fast", "onednn")
 DEFAULTS = {"cpu": "fast"}
+
+
+def check(name: str, platform: str | None = None) -> None:
+  """A ``ConfigError`` naming ``config.model.conv`` unless ``name`` can run on ``platform``
+  (default: JAX's default backend); ``"onednn"`` is built here, before any work starts."""
+  if name not in CONVS:
+    raise ConfigError(f"config.model.conv: must be one of {CONVS}; got {name!r}.")
+  platform = platform or jax.default_backend()
+  if name == "onednn" and platform != "cpu":
+    raise ConfigError(f"config.model.conv: 'onednn' runs on CPU only and this run's devices "
+                      f"are {platform}'s; set it to 'auto' or 'xla'.")
+  if name == "onednn":
+    onednn.load()
 
 
 def pick(name: str, platform: str | None = None):
@@ -42,7 +64,27 @@ def pick(name: str, platform: str | None = None):
   default of ``platform`` (default: JAX's default backend)."""
   if name == "auto":
     name = DEFAULTS.get(platform or jax.default_backend(), "xla")
-  return {"xla": lax.conv_general_dilated, "fast": conv_general_dilated}[name]
+  return {"xla": lax.conv_general_dilated, "fast": conv_general_dilated,
+          "onednn": onednn_conv_general_dilated}[name]
+
+
+def _covered_pads(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
+                  dimension_numbers, feature_group_count, batch_group_count,
+                  preferred_element_type):
+  """The explicit ``(low, high)`` padding per spatial axis when the convolution is one that
+  ``"fast"`` and ``"onednn"`` cover (channels last, 1-3 spatial axes, no dilation or
+  groups), else None."""
+  spatial = lhs.ndim - 2
+  covered = (feature_group_count == 1 and batch_group_count == 1
+             and all(d == 1 for d in (*(lhs_dilation or ()), *(rhs_dilation or ())))
+             and preferred_element_type is None and 1 <= spatial <= 3
+             and lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
+             == lax.conv_dimension_numbers(lhs.shape, rhs.shape, _channels_last(spatial)))
+  if not covered:
+    return None
+  if isinstance(padding, str):
+    padding = lax.padtype_to_pads(lhs.shape[1:-1], rhs.shape[:-2], window_strides, padding)
+  return tuple((int(lo), int(hi)) for lo, hi in padding)
 
 
 def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
@@ -51,20 +93,31 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
   """``lax.conv_general_dilated``'s signature and values, in ``"fast"``'s forms (the module's
   docstring); what they do not cover is lax's."""
   strides = tuple(window_strides)
-  spatial = lhs.ndim - 2
-  covered = (feature_group_count == 1 and batch_group_count == 1
-             and all(d == 1 for d in (*(lhs_dilation or ()), *(rhs_dilation or ())))
-             and preferred_element_type is None and 1 <= spatial <= 3
-             and lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
-             == lax.conv_dimension_numbers(lhs.shape, rhs.shape, _channels_last(spatial)))
-  if covered:
-    if isinstance(padding, str):
-      padding = lax.padtype_to_pads(lhs.shape[1:-1], rhs.shape[:-2], strides, padding)
-    pads = tuple((int(lo), int(hi)) for lo, hi in padding)
+  pads = _covered_pads(lhs, rhs, strides, padding, lhs_dilation, rhs_dilation,
+                       dimension_numbers, feature_group_count, batch_group_count,
+                       preferred_element_type)
+  if pads is not None:
     if all(k == 1 for k in rhs.shape[:-2]) and all(p == (0, 0) for p in pads):
       return _pointwise(lhs, rhs, strides, precision)
     if any(s > 1 for s in strides):
       return _strided(lhs, rhs, strides, pads, precision)
+  return lax.conv_general_dilated(
+      lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers,
+      feature_group_count, batch_group_count, precision, preferred_element_type)
+
+
+def onednn_conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
+                                rhs_dilation=None, dimension_numbers=None,
+                                feature_group_count=1, batch_group_count=1, precision=None,
+                                preferred_element_type=None):
+  """``lax.conv_general_dilated``'s signature and values, by oneDNN where ``"fast"`` covers
+  the convolution in float32 (``precision`` aside: oneDNN computes in float32), else lax's."""
+  strides = tuple(int(s) for s in window_strides)
+  pads = _covered_pads(lhs, rhs, strides, padding, lhs_dilation, rhs_dilation,
+                       dimension_numbers, feature_group_count, batch_group_count,
+                       preferred_element_type)
+  if pads is not None and lhs.dtype == rhs.dtype == jnp.float32:
+    return onednn.forward(lhs, rhs, (strides, pads))
   return lax.conv_general_dilated(
       lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers,
       feature_group_count, batch_group_count, precision, preferred_element_type)

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxssl.errors import ConfigError
-from jaxssl.models.conv import CONVS
+from jaxssl.models.conv import check as conv_check
 from jaxssl.models.convnet import ConvNet
 from jaxssl.models.projector import Projector, parse_widths
 from jaxssl.models.resnet import STEMS, ResNet18, ResNet50
@@ -59,8 +59,7 @@ def model_from_config(cfg, num_classes: int, probe_gradient: bool = False) -> SS
     raise ConfigError(f"config.model.dtype: must be 'float32' or 'bfloat16'; got "
                       f"{cfg.dtype!r}.")
   kwargs: dict[str, Any] = {"dtype": dtype}
-  if cfg.conv not in CONVS:
-    raise ConfigError(f"config.model.conv: must be one of {CONVS}; got {cfg.conv!r}.")
+  conv_check(cfg.conv)
   if cfg.backbone == "convnet":
     kwargs.update(widths=tuple(cfg.widths), convs_per_stage=cfg.convs_per_stage, conv=cfg.conv)
   elif cfg.backbone == "vit":

@@ -1,7 +1,7 @@
-"""model.conv="fast" against lax.conv_general_dilated: values and both gradients within 1e-5
-relative in float32, for every form the models use and the odd ones (odd sizes, batch 1,
-stride 3, asymmetric padding), under jit, grad, vmap and sharded over 8 devices; the models
-built either way."""
+"""model.conv="fast" and "onednn" against lax.conv_general_dilated: values and both gradients
+within 1e-5 relative in float32, for every form the models use and the odd ones (odd sizes,
+batch 1, stride 3, asymmetric padding), under jit, grad, vmap and sharded over 8 devices; the
+models built every way."""
 
 import functools
 
@@ -15,7 +15,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from jaxssl import config as config_lib
 from jaxssl.errors import ConfigError
 from jaxssl.models import conv as conv_lib
-from jaxssl.models import model_from_config
+from jaxssl.models import model_from_config, onednn
 from jaxssl.models.convnet import ConvNet
 from jaxssl.models.resnet import ResNet18, ResNet50
 
@@ -36,6 +36,11 @@ CASES = [
 ]
 
 
+# "onednn" needs jaxssl[onednn] (a test dependency) and a C++ compiler.
+IMPLS = ["fast", pytest.param("onednn", marks=pytest.mark.skipif(
+    onednn.unavailable() is not None, reason=f"model.conv='onednn': {onednn.unavailable()}"))]
+
+
 def relative(a, b) -> float:
   return float(jnp.max(jnp.abs(a - b)) / jnp.max(jnp.abs(b)))
 
@@ -54,10 +59,11 @@ def loss(conv_fn, x, kernel, strides, padding):
   return jnp.sum(jnp.sin(y) * jnp.arange(y.size, dtype=y.dtype).reshape(y.shape) / y.size)
 
 
+@pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("case", CASES, ids=str)
-def test_values_and_gradients_equal_lax(case):
+def test_values_and_gradients_equal_lax(case, impl):
   x, kernel, strides, padding = operands(case)
-  fast, xla = conv_lib.pick("fast"), lax.conv_general_dilated
+  fast, xla = conv_lib.pick(impl), lax.conv_general_dilated
   y = jax.jit(lambda x, k: fast(x, k, strides, padding, dimension_numbers=NHWC))(x, kernel)
   assert relative(y, xla(x, kernel, strides, padding, dimension_numbers=NHWC)) < 1e-5
   grad = jax.jit(jax.grad(functools.partial(loss, fast), argnums=(0, 1)),
@@ -68,52 +74,60 @@ def test_values_and_gradients_equal_lax(case):
     assert relative(got, expected) < 1e-5
 
 
-def test_second_derivative_equals_lax():
+@pytest.mark.parametrize("impl", IMPLS)
+def test_second_derivative_equals_lax(impl):
   x, kernel, strides, padding = operands(CASES[0])
 
   def curvature(conv_fn, kernel):  # d/dk of |d loss / dx|^2
     g = jax.grad(loss, argnums=1)(conv_fn, x, kernel, strides, padding)
     return jnp.sum(g**2)
-  got = jax.grad(functools.partial(curvature, conv_lib.pick("fast")))(kernel)
+  got = jax.grad(functools.partial(curvature, conv_lib.pick(impl)))(kernel)
   want = jax.grad(functools.partial(curvature, lax.conv_general_dilated))(kernel)
   assert relative(got, want) < 1e-5
 
 
-def test_vmap_equals_a_loop():
-  """Over a stack of batches and of kernels: the same as each pair alone."""
+@pytest.mark.parametrize("impl", IMPLS)
+def test_vmap_equals_a_loop(impl):
+  """Over a stack of batches and of kernels, and of batches alone: the same as each alone."""
   x, kernel, strides, padding = operands(CASES[4])
   xs, kernels = jnp.stack([x, -x, 2 * x]), jnp.stack([kernel, kernel[::-1], 0.5 * kernel])
-  grad = jax.grad(functools.partial(loss, conv_lib.pick("fast")), argnums=(0, 1))
-  batched = jax.jit(jax.vmap(lambda x, k: grad(x, k, strides, padding)))(xs, kernels)
+  grad = jax.grad(functools.partial(loss, conv_lib.pick(impl)), argnums=(0, 1))
+  both = jax.jit(jax.vmap(lambda x, k: grad(x, k, strides, padding)))(xs, kernels)
+  inputs = jax.jit(jax.vmap(lambda x: grad(x, kernel, strides, padding)))(xs)
   for i in range(3):
-    one = jax.grad(functools.partial(loss, lax.conv_general_dilated), argnums=(0, 1))(
-        xs[i], kernels[i], strides, padding)
-    for got, want in zip(batched, one):
-      assert relative(got[i], want) < 1e-5
+    for batched, k in ((both, kernels[i]), (inputs, kernel)):
+      one = jax.grad(functools.partial(loss, lax.conv_general_dilated), argnums=(0, 1))(
+          xs[i], k, strides, padding)
+      for got, want in zip(batched, one):
+        assert relative(got[i], want) < 1e-5
 
 
-def test_sharded_over_8_devices_equals_one():
+@pytest.mark.parametrize("impl", IMPLS)
+def test_sharded_over_8_devices_equals_one(impl):
   assert jax.device_count() == 8
   x, kernel, strides, padding = operands((8, 8, 8, 16, 32, 3, 2, "SAME"))
   mesh = Mesh(np.array(jax.devices()), ("data",))
   xs = jax.device_put(x, NamedSharding(mesh, P("data")))
   ks = jax.device_put(kernel, NamedSharding(mesh, P()))
-  grad = jax.jit(jax.grad(functools.partial(loss, conv_lib.pick("fast")), argnums=(0, 1)),
+  grad = jax.jit(jax.grad(functools.partial(loss, conv_lib.pick(impl)), argnums=(0, 1)),
                  static_argnums=(2, 3))
   sharded = grad(xs, ks, strides, padding)
   assert sharded[0].sharding.spec == P("data")
+  # Each device convolves its share of the batch: the input is never gathered.
+  assert "all-gather" not in grad.lower(xs, ks, strides, padding).compile().as_text()
   single = jax.grad(functools.partial(loss, lax.conv_general_dilated), argnums=(0, 1))(
       x, kernel, strides, padding)
   for got, want in zip(sharded, single):
     assert relative(got, want) < 1e-5
 
 
-def test_what_it_does_not_cover_is_lax():
+@pytest.mark.parametrize("impl", IMPLS)
+def test_what_it_does_not_cover_is_lax(impl):
   """Dilations, feature groups and channels-first layouts go to lax unchanged."""
   rng = np.random.default_rng(1)
   x = jnp.asarray(rng.normal(size=(2, 4, 9, 9)), jnp.float32)  # NCHW
   kernel = jnp.asarray(rng.normal(size=(6, 2, 3, 3)), jnp.float32)  # OIHW, 2 groups
-  fast = conv_lib.pick("fast")
+  fast = conv_lib.pick(impl)
   for kwargs in ({"feature_group_count": 2}, {"rhs_dilation": (2, 2), "feature_group_count": 2}):
     got = fast(x, kernel, (2, 2), "SAME", **kwargs)
     want = lax.conv_general_dilated(x, kernel, (2, 2), "SAME", **kwargs)
@@ -127,14 +141,15 @@ def test_auto_picks_by_platform():
   assert conv_lib.pick("xla", "cpu") is lax.conv_general_dilated
 
 
+@pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("backbone", ["resnet18", "resnet50"])
-def test_resnets_equal_either_way(backbone):
+def test_resnets_equal_either_way(backbone, impl):
   """The same parameters (names, shapes, values at init), features and gradients."""
   net = {"resnet18": functools.partial(ResNet18, stem="cifar", width=8),
          "resnet50": functools.partial(ResNet50, stem="imagenet", width=4)}[backbone]
   size = 16 if backbone == "resnet18" else 32
   images = jnp.asarray(np.random.default_rng(2).normal(size=(3, size, size, 3)), jnp.float32)
-  fast, xla = net(conv="fast"), net(conv="xla")
+  fast, xla = net(conv=impl), net(conv="xla")
   variables = jax.jit(lambda: fast.init(jax.random.key(0), images, train=False))()
   assert jax.tree.map(jnp.shape, variables) == jax.tree.map(
       jnp.shape, jax.eval_shape(lambda: xla.init(jax.random.key(0), images, train=False)))
@@ -173,3 +188,44 @@ def test_config_names_a_bad_conv():
   c.model.conv = "oneDNN"
   with pytest.raises(ConfigError, match="config.model.conv: must be one of"):
     model_from_config(c.model, num_classes=10)
+
+
+@pytest.mark.parametrize("impl", IMPLS[1:])
+def test_convnet_by_onednn_equals_lax(impl):
+  images = jnp.asarray(np.random.default_rng(3).normal(size=(4, 12, 12, 1)), jnp.float32)
+  fast, xla = ConvNet(widths=(4, 8), conv=impl), ConvNet(widths=(4, 8), conv="xla")
+  variables = fast.init(jax.random.key(0), images, train=False)
+  grads = [jax.jit(jax.grad(lambda p, m=m: jnp.sum(m.apply(
+      {**variables, "params": p}, images, train=False) ** 2)))(variables["params"])
+      for m in (fast, xla)]
+  for got, want in zip(*map(jax.tree.leaves, grads)):
+    assert relative(got, want) < 1e-5
+
+
+def test_onednn_off_cpu_names_the_key():
+  with pytest.raises(ConfigError, match="config.model.conv: 'onednn' runs on CPU only"):
+    conv_lib.check("onednn", "gpu")
+
+
+def test_onednn_without_its_library_or_compiler_says_how_to_install(monkeypatch, tmp_path):
+  monkeypatch.setattr(onednn.sys, "prefix", str(tmp_path))
+  assert "oneDNN's headers are not in" in onednn.unavailable()
+  (tmp_path / "include" / "oneapi" / "dnnl").mkdir(parents=True)
+  (tmp_path / "include" / "oneapi" / "dnnl" / "dnnl.hpp").touch()
+  (tmp_path / "lib").mkdir()
+  (tmp_path / "lib" / "libdnnl.so").touch()
+  monkeypatch.setenv("CXX", "no-such-compiler")
+  assert onednn.unavailable() == "no C++ compiler (g++, or $CXX) on PATH"
+  monkeypatch.setattr(onednn, "load", onednn.load.__wrapped__)  # past the cached success
+  with pytest.raises(ConfigError, match=r"pip install 'jaxssl\[onednn\]'"):
+    onednn.load()
+
+
+def test_onednn_build_failure_quotes_the_compiler(monkeypatch, tmp_path):
+  if onednn.unavailable():
+    pytest.skip(onednn.unavailable())
+  monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # no cached library: a fresh build
+  monkeypatch.setenv("CXX", "false")  # a "compiler" that fails
+  with pytest.raises(ConfigError, match="building oneDNN's convolutions failed") as error:
+    onednn.build_library()
+  assert "set model.conv to 'fast' or 'xla'" in str(error.value)

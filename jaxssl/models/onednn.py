@@ -1,0 +1,251 @@
+"""oneDNN's convolutions inside jitted JAX programs on CPU (``model.conv="onednn"``).
+
+XLA:CPU runs convolutions of up to 64 channels on one core, at 0.4-0.5x the rate of
+oneDNN, the library PyTorch calls on CPU (bench/conv.py; bench/README.md, "Convolutions").
+This module calls oneDNN itself: ``onednn_conv.cc`` (beside this file) defines its forward,
+backward-data and backward-weights convolutions as XLA FFI handlers. It is compiled on first
+use with the system's C++ compiler against the oneDNN that pip installs
+(``pip install 'jaxssl[onednn]'``: ``onednn-cpu-gomp`` and its headers) and cached under
+``$XDG_CACHE_HOME/jaxssl`` (``~/.cache/jaxssl``), keyed by the source and jax's version.
+
+Each direction is a JAX function with
+- its gradient, in the other two directions (``jax.custom_vjp``; to any order, since each
+  direction's gradient is the other two);
+- a batching rule (``jax.custom_batching.custom_vmap``): a batched input folds into the
+  convolution's batch, anything else maps over the batch;
+- a partitioning rule (``custom_partitioning``, with a Shardy rule): the convolution runs
+  on each device's share of the batch; the weight gradient sums the shares over the batch's
+  mesh axes. Sharded on anything but the batch, the operands are gathered first.
+Each call uses the CPU cores divided by the process's CPU devices as OpenMP threads (one
+device per core runs one thread per device's call).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.experimental.custom_partitioning import custom_partitioning
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from jaxssl.errors import ConfigError
+
+SOURCE = pathlib.Path(__file__).with_name("onednn_conv.cc")
+TARGETS = {"forward": "ConvForward", "backward_data": "ConvBackwardData",
+           "backward_weights": "ConvBackwardWeights"}
+INSTALL = ("pip install 'jaxssl[onednn]' (oneDNN's library and headers: onednn-cpu-gomp, "
+           "onednn-devel-cpu-gomp) and a C++ compiler (Debian: apt-get install g++)")
+
+
+def unavailable() -> str | None:
+  """Why ``model.conv="onednn"`` cannot run here (None: it can): no oneDNN or no compiler."""
+  prefix = pathlib.Path(sys.prefix)
+  if not (prefix / "include" / "oneapi" / "dnnl" / "dnnl.hpp").exists():
+    return f"oneDNN's headers are not in {prefix / 'include'}"
+  if not any((prefix / "lib").glob("libdnnl.so*")):
+    return f"oneDNN's library is not in {prefix / 'lib'}"
+  if not shutil.which(os.environ.get("CXX", "g++")):
+    return "no C++ compiler (g++, or $CXX) on PATH"
+  return None
+
+
+@functools.cache
+def load() -> None:
+  """Builds (once per source and jax version, cached on disk) and registers the handlers."""
+  reason = unavailable()
+  if reason:
+    raise ConfigError(f"config.model.conv: 'onednn' cannot run here: {reason}. Install: "
+                      f"{INSTALL}; or set model.conv to 'fast' or 'xla'.")
+  import ctypes
+  library = ctypes.cdll.LoadLibrary(str(build_library()))
+  for name, symbol in TARGETS.items():
+    jax.ffi.register_ffi_target(f"jaxssl_onednn_{name}", jax.ffi.pycapsule(
+        getattr(library, symbol)), platform="cpu")
+
+
+def build_library() -> pathlib.Path:
+  """The compiled handlers' path, built now unless the cache holds them."""
+  source = SOURCE.read_bytes()
+  key = hashlib.sha256(source + jax.__version__.encode() + sys.prefix.encode()).hexdigest()
+  cache = pathlib.Path(os.environ.get("XDG_CACHE_HOME", pathlib.Path.home() / ".cache"))
+  library = cache / "jaxssl" / f"onednn_conv_{key[:16]}.so"
+  if library.exists():
+    return library
+  library.parent.mkdir(parents=True, exist_ok=True)
+  prefix = pathlib.Path(sys.prefix)
+  with tempfile.TemporaryDirectory(dir=library.parent) as tmp:
+    built = pathlib.Path(tmp) / library.name
+    command = [os.environ.get("CXX", "g++"), "-O2", "-std=c++17", "-shared", "-fPIC",
+               "-fopenmp", "-w", f"-I{jax.ffi.include_dir()}", f"-I{prefix / 'include'}",
+               str(SOURCE), "-o", str(built), f"-L{prefix / 'lib'}",
+               f"-Wl,-rpath,{prefix / 'lib'}", "-ldnnl"]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode:
+      raise ConfigError(f"config.model.conv: building oneDNN's convolutions failed "
+                        f"({' '.join(command)}); set model.conv to 'fast' or 'xla', or fix "
+                        f"the compiler's error below.", details=done.stderr[-4000:])
+    os.replace(built, library)  # atomic: concurrent processes build alike, one wins
+  return library
+
+
+def _threads() -> int:
+  return max(1, (os.cpu_count() or 1) // max(1, len(jax.local_devices(backend="cpu"))))
+
+
+def _ffi(direction, a, b, out_shape, geometry):
+  load()
+  strides, pads = geometry
+  return jax.ffi.ffi_call(f"jaxssl_onednn_{direction}", jax.ShapeDtypeStruct(
+      out_shape, jnp.float32))(
+      a, b, strides=np.asarray(strides, np.int64),
+      pad_lo=np.asarray([lo for lo, _ in pads], np.int64),
+      pad_hi=np.asarray([hi for _, hi in pads], np.int64), threads=np.int64(_threads()))
+
+
+def _batch_axes(sharding):
+  """The mesh axes that shard an operand's first (batch) dimension: a name, a tuple, None."""
+  if isinstance(sharding, NamedSharding) and len(sharding.spec):
+    return sharding.spec[0]
+  return None
+
+
+def _rule(direction, out_shape, geometry, mesh, arg_shapes, result_shape):
+  """Shardy's rule: only the batch (``n``) may stay sharded; the weight gradient reduces it."""
+  spatial = len(out_shape) - 2
+  x = ["n", *(f"x{i}" for i in range(spatial)), "c"]
+  y = ["n", *(f"y{i}" for i in range(spatial)), "f"]
+  w = [*(f"k{i}" for i in range(spatial)), "c", "f"]
+  operands, result = {"forward": ((x, w), y), "backward_data": ((y, w), x),
+                      "backward_weights": ((x, y), w)}[direction]
+  # Shardy wants the special factors in the order they first appear.
+  factors = dict.fromkeys(f for o in (*operands, result) for f in o if f != "n")
+  text = f"{', '.join(' '.join(o) for o in operands)} -> {' '.join(result)}"
+  return text, {"reduction_factors": ("n",) if direction == "backward_weights" else (),
+                "need_replication_factors": tuple(factors)}
+
+
+@functools.cache
+def _partitioned(direction):
+  """``direction``'s call, split over the devices by the batch (the module's docstring)."""
+  reduces = direction == "backward_weights"
+
+  def result_sharding(mesh, arg_shapes):
+    return NamedSharding(mesh, P() if reduces else P(_batch_axes(arg_shapes[0].sharding)))
+
+  def partition(out_shape, geometry, mesh, arg_shapes, result_shape):
+    batch = _batch_axes(arg_shapes[0].sharding)
+    operand = NamedSharding(mesh, P(batch))
+    second = operand if reduces else NamedSharding(mesh, P())
+
+    def lower(a, b):
+      local = out_shape if reduces else (a.shape[0], *out_shape[1:])
+      out = _ffi(direction, a, b, local, geometry)
+      return jax.lax.psum(out, batch) if reduces and batch is not None else out
+
+    return mesh, lower, result_sharding(mesh, arg_shapes), (operand, second)
+
+  fn = custom_partitioning(functools.partial(_ffi, direction), static_argnums=(2, 3))
+  fn.def_partition(
+      partition=partition,
+      infer_sharding_from_operands=lambda out_shape, geometry, mesh, arg_shapes, shape:
+          result_sharding(mesh, arg_shapes),
+      sharding_rule=functools.partial(_rule, direction))
+  return fn
+
+
+@functools.cache
+def _call(direction, out_shape, geometry):
+  """``direction``'s call on two operands, with its batching rule: a batched activation
+  (the first operand of the forward and backward-data calls) joins the convolution's batch;
+  other batched operands map one by one."""
+  call = jax.custom_batching.custom_vmap(
+      lambda a, b: _partitioned(direction)(a, b, out_shape, geometry))
+
+  @call.def_vmap
+  def rule(axis_size, in_batched, a, b):
+    if in_batched == [True, False] and direction != "backward_weights":
+      folded = (axis_size * out_shape[0], *out_shape[1:])
+      out = _call(direction, folded, geometry)(a.reshape(-1, *a.shape[2:]), b)
+      return out.reshape(axis_size, *out_shape), True
+    batched = [x if on else None for x, on in zip((a, b), in_batched)]
+    one = lambda pair: call(*(x if x is not None else y for x, y in zip(pair, (a, b))))
+    return jax.lax.map(one, batched), True
+
+  return call
+
+
+def _out_size(size, kernel, stride, pad):
+  return (size + pad[0] + pad[1] - kernel) // stride + 1
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def forward(x, w, geometry):
+  """The convolution of channels-last ``x`` by spatial-first ``w`` (``lax.conv_general_dilated``
+  with dimension numbers ``N...C``, ``...IO``, ``N...C``) at ``geometry = (strides, pads)``,
+  pads a ``(low, high)`` pair per spatial axis."""
+  strides, pads = geometry
+  out_shape = (x.shape[0], *map(_out_size, x.shape[1:-1], w.shape[:-2], strides, pads),
+               w.shape[-1])
+  return _call("forward", out_shape, geometry)(x, w)
+
+
+def _forward_fwd(x, w, geometry):
+  return forward(x, w, geometry), (x, w)
+
+
+def _forward_bwd(geometry, residuals, dy):
+  x, w = residuals
+  return (backward_data(dy, w, x.shape, geometry),
+          backward_weights(x, dy, w.shape, geometry))
+
+
+forward.defvjp(_forward_fwd, _forward_bwd)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def backward_data(dy, w, x_shape, geometry):
+  """The gradient of ``forward(x, w, geometry)`` with respect to ``x`` (shape ``x_shape``),
+  given the output's gradient ``dy``."""
+  return _call("backward_data", tuple(x_shape), geometry)(dy, w)
+
+
+def _backward_data_fwd(dy, w, x_shape, geometry):
+  return backward_data(dy, w, x_shape, geometry), (dy, w)
+
+
+def _backward_data_bwd(x_shape, geometry, residuals, g):
+  # <g, backward_data(dy, w)> = <forward(g, w), dy>
+  dy, w = residuals
+  return forward(g, w, geometry), backward_weights(g, dy, w.shape, geometry)
+
+
+backward_data.defvjp(_backward_data_fwd, _backward_data_bwd)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def backward_weights(x, dy, w_shape, geometry):
+  """The gradient of ``forward(x, w, geometry)`` with respect to ``w`` (shape ``w_shape``),
+  given the output's gradient ``dy``."""
+  return _call("backward_weights", tuple(w_shape), geometry)(x, dy)
+
+
+def _backward_weights_fwd(x, dy, w_shape, geometry):
+  return backward_weights(x, dy, w_shape, geometry), (x, dy)
+
+
+def _backward_weights_bwd(w_shape, geometry, residuals, g):
+  # <g, backward_weights(x, dy)> = <forward(x, g), dy>
+  x, dy = residuals
+  return backward_data(dy, g, x.shape, geometry), forward(x, g, geometry)
+
+
+backward_weights.defvjp(_backward_weights_fwd, _backward_weights_bwd)

@@ -1,0 +1,194 @@
+// oneDNN's convolutions as XLA FFI handlers for model.conv="onednn" (jaxssl/models/onednn.py
+// builds this file on first use, registers the handlers and gives them their gradients,
+// batching and partitioning rules).
+//
+// Layouts are XLA's as the models use them: the input and output channels-last (NWC, NHWC,
+// NDHWC), the kernel spatial-first (WIO, HWIO, DHWIO), float32. Three handlers, one per
+// direction of the same convolution:
+//   forward:          x, w  -> y
+//   backward_data:    dy, w -> dx   (dx's shape from the result buffer)
+//   backward_weights: x, dy -> dw   (dw's shape from the result buffer)
+// Each takes the strides, the padding before and after each spatial axis, and the number of
+// OpenMP threads to use. Primitives are built once per shape and cached; the kernel is
+// reordered to (and the weight gradient from) oneDNN's preferred layout on every call.
+#include <omp.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "oneapi/dnnl/dnnl.hpp"
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+using dnnl::memory;
+
+namespace {
+
+dnnl::engine& Engine() {
+  static dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+  return engine;
+}
+
+enum Direction : int64_t { kForward = 0, kBackwardData = 1, kBackwardWeights = 2 };
+
+// The shapes of one convolution in oneDNN's logical order: activations (N, C, spatial...),
+// kernel (O, I, spatial...), each with the tag of XLA's physical layout.
+struct Geometry {
+  memory::dims src, weights, dst, strides, pad_lo, pad_hi;
+  memory::format_tag data_tag, weights_tag;
+};
+
+Geometry Describe(ffi::Span<const int64_t> x, ffi::Span<const int64_t> w,
+                  ffi::Span<const int64_t> y, ffi::Span<const int64_t> strides,
+                  ffi::Span<const int64_t> pad_lo, ffi::Span<const int64_t> pad_hi) {
+  const size_t spatial = x.size() - 2;
+  Geometry g;
+  g.src = {x[0], x[x.size() - 1]};
+  g.dst = {y[0], y[y.size() - 1]};
+  g.weights = {w[w.size() - 1], w[w.size() - 2]};
+  for (size_t i = 0; i < spatial; ++i) {
+    g.src.push_back(x[1 + i]);
+    g.dst.push_back(y[1 + i]);
+    g.weights.push_back(w[i]);
+    g.strides.push_back(strides[i]);
+    g.pad_lo.push_back(pad_lo[i]);
+    g.pad_hi.push_back(pad_hi[i]);
+  }
+  using tag = memory::format_tag;
+  g.data_tag = spatial == 1 ? tag::nwc : spatial == 2 ? tag::nhwc : tag::ndhwc;
+  g.weights_tag = spatial == 1 ? tag::wio : spatial == 2 ? tag::hwio : tag::dhwio;
+  return g;
+}
+
+// One direction's primitive for one geometry, and the kernel layout it wants.
+struct Primitive {
+  dnnl::primitive primitive;
+  memory::desc scratchpad, weights, user_weights;
+};
+
+std::shared_ptr<Primitive> Build(Direction direction, const Geometry& g) {
+  const auto f32 = memory::data_type::f32;
+  const memory::desc src(g.src, f32, g.data_tag), dst(g.dst, f32, g.data_tag);
+  const memory::desc any_weights(g.weights, f32, memory::format_tag::any);
+  const memory::desc user_weights(g.weights, f32, g.weights_tag);
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);  // per call: concurrent devices
+  const auto direct = dnnl::algorithm::convolution_direct;
+  dnnl::convolution_forward::primitive_desc forward(
+      Engine(), dnnl::prop_kind::forward_training, direct, src, any_weights, dst, g.strides,
+      g.pad_lo, g.pad_hi, attr);
+  auto p = std::make_shared<Primitive>();
+  p->user_weights = user_weights;
+  if (direction == kForward) {
+    p->primitive = dnnl::convolution_forward(forward);
+    p->scratchpad = forward.scratchpad_desc();
+    p->weights = forward.weights_desc();
+  } else if (direction == kBackwardData) {
+    dnnl::convolution_backward_data::primitive_desc data(
+        Engine(), direct, src, any_weights, dst, g.strides, g.pad_lo, g.pad_hi, forward, attr);
+    p->primitive = dnnl::convolution_backward_data(data);
+    p->scratchpad = data.scratchpad_desc();
+    p->weights = data.weights_desc();
+  } else {
+    dnnl::convolution_backward_weights::primitive_desc weights(
+        Engine(), direct, src, any_weights, dst, g.strides, g.pad_lo, g.pad_hi, forward, attr);
+    p->primitive = dnnl::convolution_backward_weights(weights);
+    p->scratchpad = weights.scratchpad_desc();
+    p->weights = weights.diff_weights_desc();
+  }
+  return p;
+}
+
+std::shared_ptr<Primitive> Cached(Direction direction, const Geometry& g) {
+  static std::mutex mutex;
+  static std::map<std::vector<int64_t>, std::shared_ptr<Primitive>> cache;
+  std::vector<int64_t> key{direction};
+  for (const auto* dims : {&g.src, &g.weights, &g.dst, &g.strides, &g.pad_lo, &g.pad_hi}) {
+    key.push_back(static_cast<int64_t>(dims->size()));
+    key.insert(key.end(), dims->begin(), dims->end());
+  }
+  std::lock_guard<std::mutex> lock(mutex);
+  auto& entry = cache[key];
+  if (!entry) entry = Build(direction, g);
+  return entry;
+}
+
+// The three handlers share this body: `a` and `b` are the operands in the order of the
+// header's table, `out` the result, and `x`/`w`/`y` name the buffers' roles.
+ffi::Error Run(Direction direction, ffi::AnyBuffer a, ffi::AnyBuffer b, ffi::Result<ffi::AnyBuffer> out,
+               ffi::Span<const int64_t> strides, ffi::Span<const int64_t> pad_lo,
+               ffi::Span<const int64_t> pad_hi, int64_t threads) {
+  if (a.element_type() != ffi::F32 || b.element_type() != ffi::F32 ||
+      out->element_type() != ffi::F32) {
+    return ffi::Error(ffi::ErrorCode::kInvalidArgument, "jaxssl oneDNN convolution: float32 only");
+  }
+  const ffi::AnyBuffer* x = direction == kBackwardData ? nullptr : &a;
+  const ffi::AnyBuffer* w = direction == kBackwardWeights ? nullptr : &b;
+  const ffi::Span<const int64_t> x_dims = x ? x->dimensions() : out->dimensions();
+  const ffi::Span<const int64_t> w_dims = w ? w->dimensions() : out->dimensions();
+  const ffi::Span<const int64_t> y_dims =
+      direction == kForward ? out->dimensions() : direction == kBackwardData ? a.dimensions()
+                                                                             : b.dimensions();
+  try {
+    const Geometry g = Describe(x_dims, w_dims, y_dims, strides, pad_lo, pad_hi);
+    const auto p = Cached(direction, g);
+    if (threads > 0) omp_set_num_threads(static_cast<int>(threads));
+    dnnl::stream stream(Engine());
+    const auto f32 = memory::data_type::f32;
+    memory x_mem(memory::desc(g.src, f32, g.data_tag), Engine(),
+                 x ? x->untyped_data() : out->untyped_data());
+    memory y_mem(memory::desc(g.dst, f32, g.data_tag), Engine(),
+                 direction == kForward ? out->untyped_data()
+                 : direction == kBackwardData ? a.untyped_data() : b.untyped_data());
+    memory user_w(p->user_weights, Engine(), w ? w->untyped_data() : out->untyped_data());
+    memory w_mem = p->weights == p->user_weights ? user_w : memory(p->weights, Engine());
+    memory scratchpad(p->scratchpad, Engine());
+    if (direction != kBackwardWeights && w_mem != user_w) {
+      dnnl::reorder(user_w, w_mem).execute(stream, user_w, w_mem);
+    }
+    if (direction == kForward) {
+      p->primitive.execute(stream, {{DNNL_ARG_SRC, x_mem}, {DNNL_ARG_WEIGHTS, w_mem},
+                                    {DNNL_ARG_DST, y_mem}, {DNNL_ARG_SCRATCHPAD, scratchpad}});
+    } else if (direction == kBackwardData) {
+      p->primitive.execute(stream, {{DNNL_ARG_DIFF_SRC, x_mem}, {DNNL_ARG_WEIGHTS, w_mem},
+                                    {DNNL_ARG_DIFF_DST, y_mem}, {DNNL_ARG_SCRATCHPAD, scratchpad}});
+    } else {
+      p->primitive.execute(stream, {{DNNL_ARG_SRC, x_mem}, {DNNL_ARG_DIFF_WEIGHTS, w_mem},
+                                    {DNNL_ARG_DIFF_DST, y_mem}, {DNNL_ARG_SCRATCHPAD, scratchpad}});
+      if (w_mem != user_w) dnnl::reorder(w_mem, user_w).execute(stream, w_mem, user_w);
+    }
+    stream.wait();
+  } catch (const dnnl::error& e) {
+    return ffi::Error(ffi::ErrorCode::kInternal,
+                      std::string("jaxssl oneDNN convolution: ") + e.what());
+  }
+  return ffi::Error::Success();
+}
+
+template <Direction direction>
+ffi::Error Handler(ffi::AnyBuffer a, ffi::AnyBuffer b, ffi::Result<ffi::AnyBuffer> out,
+                   ffi::Span<const int64_t> strides, ffi::Span<const int64_t> pad_lo,
+                   ffi::Span<const int64_t> pad_hi, int64_t threads) {
+  return Run(direction, a, b, out, strides, pad_lo, pad_hi, threads);
+}
+
+}  // namespace
+
+#define JAXSSL_CONV_HANDLER(name, direction)                                              \
+  XLA_FFI_DEFINE_HANDLER_SYMBOL(name, Handler<direction>,                                 \
+                                ffi::Ffi::Bind()                                          \
+                                    .Arg<ffi::AnyBuffer>()                                \
+                                    .Arg<ffi::AnyBuffer>()                                \
+                                    .Ret<ffi::AnyBuffer>()                                \
+                                    .Attr<ffi::Span<const int64_t>>("strides")            \
+                                    .Attr<ffi::Span<const int64_t>>("pad_lo")             \
+                                    .Attr<ffi::Span<const int64_t>>("pad_hi")             \
+                                    .Attr<int64_t>("threads"));
+
+JAXSSL_CONV_HANDLER(ConvForward, kForward)
+JAXSSL_CONV_HANDLER(ConvBackwardData, kBackwardData)
+JAXSSL_CONV_HANDLER(ConvBackwardWeights, kBackwardWeights)
