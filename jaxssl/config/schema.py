@@ -60,7 +60,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.aug = vicreg_views(28, FASHION_MNIST_STATS)
   # backbone: convnet (widths, convs_per_stage), resnet18 / resnet50 (width, stem) or vit
   # (section vit: ViT-S/16 unless set; vit_config gives the standard sizes). conv: the CNNs'
-  # convolution, "xla", "fast" or "auto" (by platform; jaxssl.models.conv).
+  # convolution, "xla", "fast", "onednn" (CPU, jaxssl[onednn]) or "auto" (by platform;
+  # jaxssl.models.conv).
   c.model = dict(backbone="convnet", widths=(32, 64, 128), convs_per_stage=2, width=64,
                  stem="cifar", conv="auto", vit=vit_config("S", 16),
                  projector="2048-2048-2048", projector_bn=True, dtype="float32")

@@ -16,8 +16,7 @@ Each direction is a JAX function with
 - a partitioning rule (``custom_partitioning``, with a Shardy rule): the convolution runs
   on each device's share of the batch; the weight gradient sums the shares over the batch's
   mesh axes. Sharded on anything but the batch, the operands are gathered first.
-Each call uses the CPU cores divided by the process's CPU devices as OpenMP threads (one
-device per core runs one thread per device's call).
+Each call runs on the process's cores divided by its CPU devices, as OpenMP threads.
 """
 
 from __future__ import annotations
@@ -27,6 +26,7 @@ import hashlib
 import os
 import pathlib
 import shutil
+import site
 import subprocess
 import sys
 import tempfile
@@ -42,17 +42,25 @@ from jaxssl.errors import ConfigError
 SOURCE = pathlib.Path(__file__).with_name("onednn_conv.cc")
 TARGETS = {"forward": "ConvForward", "backward_data": "ConvBackwardData",
            "backward_weights": "ConvBackwardWeights"}
+HEADER = pathlib.Path("include", "oneapi", "dnnl", "dnnl.hpp")
 INSTALL = ("pip install 'jaxssl[onednn]' (oneDNN's library and headers: onednn-cpu-gomp, "
            "onednn-devel-cpu-gomp) and a C++ compiler (Debian: apt-get install g++)")
 
 
+def prefix() -> pathlib.Path:
+  """Where pip put oneDNN (``include/`` and ``lib/`` below it): this Python's environment,
+  else the user's base (``pip install --user``)."""
+  bases = [pathlib.Path(sys.prefix), pathlib.Path(site.getuserbase())]
+  return next((b for b in bases if (b / HEADER).exists()), bases[0])
+
+
 def unavailable() -> str | None:
   """Why ``model.conv="onednn"`` cannot run here (None: it can): no oneDNN or no compiler."""
-  prefix = pathlib.Path(sys.prefix)
-  if not (prefix / "include" / "oneapi" / "dnnl" / "dnnl.hpp").exists():
-    return f"oneDNN's headers are not in {prefix / 'include'}"
-  if not any((prefix / "lib").glob("libdnnl.so*")):
-    return f"oneDNN's library is not in {prefix / 'lib'}"
+  base = prefix()
+  if not (base / HEADER).exists():
+    return f"oneDNN's headers are not in {base / 'include'}"
+  if not any((base / "lib").glob("libdnnl.so*")):
+    return f"oneDNN's library is not in {base / 'lib'}"
   if not shutil.which(os.environ.get("CXX", "g++")):
     return "no C++ compiler (g++, or $CXX) on PATH"
   return None
@@ -74,20 +82,22 @@ def load() -> None:
 
 def build_library() -> pathlib.Path:
   """The compiled handlers' path, built now unless the cache holds them."""
-  source = SOURCE.read_bytes()
-  key = hashlib.sha256(source + jax.__version__.encode() + sys.prefix.encode()).hexdigest()
+  base = prefix()
+  # A new jax (its FFI headers) or oneDNN (its version header) builds anew.
+  version = base / HEADER.with_name("dnnl_version.h")
+  key = hashlib.sha256(SOURCE.read_bytes() + jax.__version__.encode() + str(base).encode()
+                       + (version.read_bytes() if version.exists() else b"")).hexdigest()
   cache = pathlib.Path(os.environ.get("XDG_CACHE_HOME", pathlib.Path.home() / ".cache"))
   library = cache / "jaxssl" / f"onednn_conv_{key[:16]}.so"
   if library.exists():
     return library
   library.parent.mkdir(parents=True, exist_ok=True)
-  prefix = pathlib.Path(sys.prefix)
   with tempfile.TemporaryDirectory(dir=library.parent) as tmp:
     built = pathlib.Path(tmp) / library.name
     command = [os.environ.get("CXX", "g++"), "-O2", "-std=c++17", "-shared", "-fPIC",
-               "-fopenmp", "-w", f"-I{jax.ffi.include_dir()}", f"-I{prefix / 'include'}",
-               str(SOURCE), "-o", str(built), f"-L{prefix / 'lib'}",
-               f"-Wl,-rpath,{prefix / 'lib'}", "-ldnnl"]
+               "-fopenmp", "-w", f"-I{jax.ffi.include_dir()}", f"-I{base / 'include'}",
+               str(SOURCE), "-o", str(built), f"-L{base / 'lib'}",
+               f"-Wl,-rpath,{base / 'lib'}", "-ldnnl"]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode:
       raise ConfigError(f"config.model.conv: building oneDNN's convolutions failed "
@@ -98,7 +108,9 @@ def build_library() -> pathlib.Path:
 
 
 def _threads() -> int:
-  return max(1, (os.cpu_count() or 1) // max(1, len(jax.local_devices(backend="cpu"))))
+  """OpenMP threads per call: this process's cores over its CPU devices, which XLA runs
+  side by side (one device per core: one thread each, no oversubscription)."""
+  return max(1, len(os.sched_getaffinity(0)) // max(1, len(jax.local_devices(backend="cpu"))))
 
 
 def _ffi(direction, a, b, out_shape, geometry):

@@ -13,6 +13,7 @@ import tensorflow_datasets as tfds
 from jaxssl import config as config_lib
 from jaxssl import errors, methods
 from jaxssl.data import loader, source
+from jaxssl.models import onednn
 from jaxssl.train import loop, optim, run as run_lib
 from tests.conftest import smoke_config
 
@@ -66,6 +67,21 @@ def test_one_and_eight_devices_give_the_same_step(fmnist_data_dir):
   (params_1, losses_1), (params_8, losses_8) = results
   np.testing.assert_allclose(losses_1, losses_8, rtol=1e-5)
   chex.assert_trees_all_close(params_1, params_8, rtol=2e-4, atol=2e-6)
+
+
+@pytest.mark.skipif(onednn.unavailable() is not None,
+                    reason=f"model.conv='onednn': {onednn.unavailable()}")
+def test_the_onednn_step_equals_the_xla_step_on_8_devices(fmnist_data_dir):
+  """The whole train step (views, BatchNorm, loss, LARS) with oneDNN's convolutions, each
+  device convolving its share of the batch: the same losses and parameters as lax's."""
+  results = []
+  for conv in ("onednn", "xla"):
+    state, losses, _ = run_steps(run_lib.Run(smoke_config(fmnist_data_dir,
+                                                          **{"model.conv": conv})), 3)
+    results.append((jax.device_get(state.params), losses))
+  (params_onednn, losses_onednn), (params_xla, losses_xla) = results
+  np.testing.assert_allclose(losses_onednn, losses_xla, rtol=1e-5)
+  chex.assert_trees_all_close(params_onednn, params_xla, rtol=2e-4, atol=2e-6)
 
 
 def run_optax(tx, params, grads):
