@@ -324,8 +324,8 @@ def variants(suite: str, quick: bool):
   if suite == "cpu":
     b = s["batches"][0]
     two = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
-    yield "jaxssl, 1 device, float32", "jax", {}, dict(common, batch=b, dtype="float32",
-                                                        reps=reps)
+    yield "jaxssl, 1 device, float32, conv fast", "jax", {}, dict(
+        common, batch=b, dtype="float32", reps=reps, conv="fast")
     if not quick:
       # One XLA device per core, each with half the batch (global batch unchanged), with
       # each convolution (model.conv; oneDNN's where jaxssl[onednn] is installed); and
@@ -338,8 +338,8 @@ def variants(suite: str, quick: bool):
       if "onednn" in convs:
         yield ("jaxssl, 1 device, float32, conv onednn", "jax", {},
                dict(common, batch=b, dtype="float32", reps=reps, conv="onednn"))
-      yield "jaxssl, 1 device, bfloat16", "jax", {}, dict(common, batch=b, dtype="bfloat16",
-                                                           reps=reps)
+      yield "jaxssl, 1 device, bfloat16, conv fast", "jax", {}, dict(
+          common, batch=b, dtype="bfloat16", reps=reps, conv="fast")
     for channels_last in ((False,) if quick else (False, True)):
       yield (f"PyTorch, 2 threads, {'channels-last' if channels_last else 'NCHW'}", "torch", {},
              dict(common, batch=b, device="cpu", threads=2, bf16=False,

@@ -18,14 +18,15 @@
 function interface (:mod:`jaxssl.models.onednn`; CPU only, ``pip install 'jaxssl[onednn]'``
 and a C++ compiler), for the convolutions ``"fast"`` covers.
 
-Other convolutions, and those ``"fast"`` and ``"onednn"`` do not cover (input or kernel
-dilation, feature groups, channels not last, a preferred element type; for ``"onednn"``,
-anything but float32), are ``lax.conv_general_dilated``'s.
+Other convolutions (input or kernel dilation, feature groups, channels not last, a preferred
+element type) are ``lax.conv_general_dilated``'s; ``"onednn"`` leaves anything but float32 to
+``"fast"``.
 Values and gradients equal ``"xla"``'s up to the order of summation, under ``jit``, ``grad``
 (to any order), ``vmap`` and sharding; the gradients are written out (``jax.custom_vjp``), so
 forward-mode differentiation (``jax.jvp``, ``jax.jacfwd``) needs ``"xla"``.
 
-``"auto"`` (the default) is ``DEFAULTS``'s choice for the platform the model runs on: lax's
+``"auto"`` (the default) is what measured fastest on the platform the model runs on (``pick``):
+on a CPU, ``"onednn"`` where it is installed, but ``"fast"`` for the largest kernels; lax's
 convolution wherever nothing was measured to beat it (GPU and TPU so far).
 """
 
@@ -43,7 +44,12 @@ from jaxssl.errors import ConfigError
 from jaxssl.models import onednn
 
 CONVS = ("auto", "xla", "fast", "onednn")
-DEFAULTS = {"cpu": "fast"}
+# "auto" on a CPU where oneDNN is installed: oneDNN's convolution for kernels of up to this
+# many weights, "fast" for larger ones, where oneDNN measured slower on this project's CPU
+# (the Fashion-MNIST CNN's 3x3 1024-to-1024 convolution at 3x3 pixels, 9.4M weights: 0.6x
+# of "fast"; every ResNet-18 and ResNet-50 kernel, 2.4M weights at most, ran faster by
+# oneDNN; bench/README.md, "Convolutions").
+AUTO_ONEDNN_MAX_WEIGHTS = 4 * 2**20
 
 
 def check(name: str, platform: str | None = None) -> None:
@@ -55,15 +61,19 @@ def check(name: str, platform: str | None = None) -> None:
   if name == "onednn" and platform != "cpu":
     raise ConfigError(f"config.model.conv: 'onednn' runs on CPU only and this run's devices "
                       f"are {platform}'s; set it to 'auto' or 'xla'.")
-  if name == "onednn":
+  if pick(name, platform) in (onednn_conv_general_dilated, auto_cpu):
     onednn.load()
 
 
 def pick(name: str, platform: str | None = None):
-  """The ``conv_general_dilated`` that ``model.conv``'s value ``name`` names; ``"auto"``: the
-  default of ``platform`` (default: JAX's default backend)."""
+  """The ``conv_general_dilated`` that ``model.conv``'s value ``name`` names. ``"auto"`` on
+  ``platform`` (default: JAX's default backend): on a CPU, oneDNN's where it is installed for
+  kernels of up to ``AUTO_ONEDNN_MAX_WEIGHTS`` weights and ``"fast"`` otherwise; elsewhere
+  lax's, as nothing was measured to beat it on GPU or TPU."""
   if name == "auto":
-    name = DEFAULTS.get(platform or jax.default_backend(), "xla")
+    if (platform or jax.default_backend()) != "cpu":
+      return lax.conv_general_dilated
+    return conv_general_dilated if onednn.unavailable() else auto_cpu
   return {"xla": lax.conv_general_dilated, "fast": conv_general_dilated,
           "onednn": onednn_conv_general_dilated}[name]
 
@@ -109,18 +119,23 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
 def onednn_conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
                                 rhs_dilation=None, dimension_numbers=None,
                                 feature_group_count=1, batch_group_count=1, precision=None,
-                                preferred_element_type=None):
+                                preferred_element_type=None, *, max_weights=None):
   """``lax.conv_general_dilated``'s signature and values, by oneDNN where ``"fast"`` covers
-  the convolution in float32 (``precision`` aside: oneDNN computes in float32), else lax's."""
+  the convolution in float32 (``precision`` aside: oneDNN computes in float32) and the kernel
+  has at most ``max_weights`` weights (None: any), else ``"fast"``'s."""
+  args = (lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers,
+          feature_group_count, batch_group_count, precision, preferred_element_type)
   strides = tuple(int(s) for s in window_strides)
   pads = _covered_pads(lhs, rhs, strides, padding, lhs_dilation, rhs_dilation,
                        dimension_numbers, feature_group_count, batch_group_count,
                        preferred_element_type)
-  if pads is not None and lhs.dtype == rhs.dtype == jnp.float32:
+  if (pads is not None and lhs.dtype == rhs.dtype == jnp.float32
+      and (max_weights is None or rhs.size <= max_weights)):
     return onednn.forward(lhs, rhs, (strides, pads))
-  return lax.conv_general_dilated(
-      lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers,
-      feature_group_count, batch_group_count, precision, preferred_element_type)
+  return conv_general_dilated(*args)
+
+
+auto_cpu = functools.partial(onednn_conv_general_dilated, max_weights=AUTO_ONEDNN_MAX_WEIGHTS)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))

@@ -135,10 +135,27 @@ def test_what_it_does_not_cover_is_lax(impl):
 
 
 def test_auto_picks_by_platform():
-  assert conv_lib.pick("auto", "cpu") is conv_lib.conv_general_dilated
+  on_cpu = conv_lib.conv_general_dilated if onednn.unavailable() else conv_lib.auto_cpu
+  assert conv_lib.pick("auto", "cpu") is on_cpu
   assert conv_lib.pick("auto", "gpu") is lax.conv_general_dilated
   assert conv_lib.pick("auto", "tpu") is lax.conv_general_dilated
   assert conv_lib.pick("xla", "cpu") is lax.conv_general_dilated
+
+
+@pytest.mark.parametrize("impl", IMPLS[1:])
+def test_auto_leaves_the_largest_kernels_to_fast(impl, monkeypatch):
+  """On a CPU with oneDNN: oneDNN's calls for kernels up to the limit, none above it."""
+  x, kernel, strides, padding = operands(CASES[0])  # a 3x3 kernel of 16 x 32
+  for limit, calls in ((kernel.size, 1), (kernel.size - 1, 0)):
+    monkeypatch.setattr(conv_lib, "auto_cpu", functools.partial(
+        conv_lib.onednn_conv_general_dilated, max_weights=limit))
+    auto = conv_lib.pick("auto", "cpu")
+    text = jax.jit(lambda x, k: auto(x, k, strides, padding, dimension_numbers=NHWC)).lower(
+        x, kernel).as_text()
+    assert text.count("jaxssl_onednn_forward") == calls
+    got = jax.jit(lambda x, k: auto(x, k, strides, padding, dimension_numbers=NHWC))(x, kernel)
+    assert relative(got, lax.conv_general_dilated(x, kernel, strides, padding,
+                                                  dimension_numbers=NHWC)) < 1e-5
 
 
 @pytest.mark.parametrize("impl", IMPLS)
