@@ -12,8 +12,8 @@ Suites:
   cpu  ResNet-18 with the CIFAR stem at 32x32, projector 2048-2048-2048, two views of 64
        images, LARS (configs/vicreg_cifar.py with the official VICReg LARS). Variants: the
        number of XLA CPU devices (one, or one per core with the batch split between them),
-       the convolution (model.conv: "fast", the CPU default, "xla", and "onednn" where
-       jaxssl[onednn] is installed, also on one device), float32 / bfloat16,
+       the convolution (model.conv: "fast", "xla", and "onednn" where jaxssl[onednn] is
+       installed, also on one device), float32 / bfloat16,
        and PyTorch with 2 threads in both memory formats.
   gpu  ResNet-50 at 224x224, projector 8192-8192-8192, bfloat16 (configs/vicreg_imagenet.py),
        per-device batches of 128 and 256 per view; images/s and model FLOP utilisation (MFU:

@@ -195,6 +195,12 @@ def _call(direction, out_shape, geometry):
   return call
 
 
+def _keeping_operands(direction):
+  """``direction``'s forward rule for ``jax.custom_vjp``: its value, and its two array
+  operands as the residuals (each direction's gradient is the other two of them)."""
+  return lambda a, b, *static: (direction(a, b, *static), (a, b))
+
+
 def _out_size(size, kernel, stride, pad):
   return (size + pad[0] + pad[1] - kernel) // stride + 1
 
@@ -210,17 +216,13 @@ def forward(x, w, geometry):
   return _call("forward", out_shape, geometry)(x, w)
 
 
-def _forward_fwd(x, w, geometry):
-  return forward(x, w, geometry), (x, w)
-
-
 def _forward_bwd(geometry, residuals, dy):
   x, w = residuals
   return (backward_data(dy, w, x.shape, geometry),
           backward_weights(x, dy, w.shape, geometry))
 
 
-forward.defvjp(_forward_fwd, _forward_bwd)
+forward.defvjp(_keeping_operands(forward), _forward_bwd)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
@@ -230,17 +232,13 @@ def backward_data(dy, w, x_shape, geometry):
   return _call("backward_data", tuple(x_shape), geometry)(dy, w)
 
 
-def _backward_data_fwd(dy, w, x_shape, geometry):
-  return backward_data(dy, w, x_shape, geometry), (dy, w)
-
-
 def _backward_data_bwd(x_shape, geometry, residuals, g):
   # <g, backward_data(dy, w)> = <forward(g, w), dy>
   dy, w = residuals
   return forward(g, w, geometry), backward_weights(g, dy, w.shape, geometry)
 
 
-backward_data.defvjp(_backward_data_fwd, _backward_data_bwd)
+backward_data.defvjp(_keeping_operands(backward_data), _backward_data_bwd)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
@@ -250,14 +248,10 @@ def backward_weights(x, dy, w_shape, geometry):
   return _call("backward_weights", tuple(w_shape), geometry)(x, dy)
 
 
-def _backward_weights_fwd(x, dy, w_shape, geometry):
-  return backward_weights(x, dy, w_shape, geometry), (x, dy)
-
-
 def _backward_weights_bwd(w_shape, geometry, residuals, g):
   # <g, backward_weights(x, dy)> = <forward(x, g), dy>
   x, dy = residuals
   return backward_data(dy, g, x.shape, geometry), forward(x, g, geometry)
 
 
-backward_weights.defvjp(_backward_weights_fwd, _backward_weights_bwd)
+backward_weights.defvjp(_keeping_operands(backward_weights), _backward_weights_bwd)
