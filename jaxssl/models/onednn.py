@@ -6,7 +6,8 @@ This module calls oneDNN itself: ``onednn_conv.cc`` (beside this file) defines i
 backward-data and backward-weights convolutions as XLA FFI handlers. It is compiled on first
 use with the system's C++ compiler against the oneDNN that pip installs
 (``pip install 'jaxssl[onednn]'``: ``onednn-cpu-gomp`` and its headers) and cached under
-``$XDG_CACHE_HOME/jaxssl`` (``~/.cache/jaxssl``), keyed by the source and jax's version.
+``$XDG_CACHE_HOME/jaxssl`` (``~/.cache/jaxssl``), keyed by the source and the versions of jax
+and oneDNN.
 
 Each direction is a JAX function with
 - its gradient, in the other two directions (``jax.custom_vjp``; to any order, since each
