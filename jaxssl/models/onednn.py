@@ -62,14 +62,18 @@ def unavailable() -> str | None:
     return f"oneDNN's headers are not in {base / 'include'}"
   if not any((base / "lib").glob("libdnnl.so*")):
     return f"oneDNN's library is not in {base / 'lib'}"
-  if not shutil.which(os.environ.get("CXX", "g++")):
+  if not shutil.which(_compiler()):
     return "no C++ compiler (g++, or $CXX) on PATH"
   return None
 
 
+def _compiler() -> str:
+  return os.environ.get("CXX", "g++")
+
+
 @functools.cache
 def load() -> None:
-  """Builds (once per source and jax version, cached on disk) and registers the handlers."""
+  """Builds the handlers (unless ``build_library``'s cache holds them) and registers them."""
   reason = unavailable()
   if reason:
     raise ConfigError(f"config.model.conv: 'onednn' cannot run here: {reason}. Install: "
@@ -95,7 +99,7 @@ def build_library() -> pathlib.Path:
   library.parent.mkdir(parents=True, exist_ok=True)
   with tempfile.TemporaryDirectory(dir=library.parent) as tmp:
     built = pathlib.Path(tmp) / library.name
-    command = [os.environ.get("CXX", "g++"), "-O2", "-std=c++17", "-shared", "-fPIC",
+    command = [_compiler(), "-O2", "-std=c++17", "-shared", "-fPIC",
                "-fopenmp", "-w", f"-I{jax.ffi.include_dir()}", f"-I{base / 'include'}",
                str(SOURCE), "-o", str(built), f"-L{base / 'lib'}",
                f"-Wl,-rpath,{base / 'lib'}", "-ldnnl"]
