@@ -11,6 +11,7 @@
 # jaxssl.distributed); process i's output goes to stdout/stderr prefixed with "[i]". If one
 # copy fails, the others are stopped and the script exits with the failed copy's status.
 set -euo pipefail
+source "$(dirname "$0")/_cpu.sh"
 PROCESSES=2 DEVICES=4 PORT=""
 while getopts "n:d:p:" opt; do
   case "$opt" in

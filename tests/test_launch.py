@@ -63,6 +63,22 @@ def test_every_launch_script_parses(script):
   subprocess.run(["bash", "-n", str(ROOT / "launch" / script)], check=True)
 
 
+@pytest.mark.parametrize("before,after", [
+    (None, "glibc.malloc.hugetlb=1"),
+    ("glibc.malloc.arena_max=2", "glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1"),
+    ("glibc.malloc.hugetlb=0", "glibc.malloc.hugetlb=0"),  # the user's own choice stands
+])
+def test_cpu_settings_ask_malloc_for_huge_pages_keeping_the_users_tunables(before, after):
+  env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
+  if before is not None:
+    env["GLIBC_TUNABLES"] = before
+  # What a process the scripts start sees: python, reading its own environment.
+  out = subprocess.run(["bash", "-c", "source launch/_cpu.sh && python3 -c "
+                        "'import os; print(os.environ[\"GLIBC_TUNABLES\"])'"],
+                       cwd=ROOT, env=env, capture_output=True, text=True, check=True).stdout
+  assert out.strip() == after
+
+
 def slurm_env(tmp_path):
   env = fake_bin(tmp_path, srun=FAKE_SRUN, scontrol=RECORD)
   env.update({"SLURM_JOB_ID": "4242", "SLURM_NTASKS": "2", "SLURM_SUBMIT_DIR": str(ROOT),
