@@ -53,9 +53,12 @@ def train_step_table(result):
   first = result["results"][0]
   versions = ", ".join(f"{k} {first[k]}" for k in ("jax", "torch") if k in first)
   torch_versions = {r["torch"] for r in result["results"] if "torch" in r}
-  model = (f"the ViT of configs/{st['config']}.py:{st['arg']}, VICReg + AdamW"
-           if st.get("model") == "vit" else
-           f"ResNet-{st['depth']} ({st['stem']} stem), VICReg + LARS")
+  if st.get("model") == "vit":
+    model = f"the ViT of configs/{st['config']}.py:{st['arg']}, VICReg + AdamW"
+  elif st.get("model") == "convnet":
+    model = f"the CNN of configs/{st['config']}.py, VICReg + LARS"
+  else:
+    model = f"ResNet-{st['depth']} ({st['stem']} stem), VICReg + LARS"
   lines = [
       f"{', '.join(result['machine']['devices'])}; {model} at "
       f"{st['size']}x{st['size']}, projector {st['projector']}; {versions}"
@@ -68,15 +71,21 @@ def train_step_table(result):
   shares = [k for k in ("mfu", "of_matmul")
             if any(m.get(k) for r in result["results"] for m in r["rows"].values())]
   titles = {"mfu": "MFU", "of_matmul": "of matmul"}
+  # --rounds: the ms column is the median of the rounds, each round's own in the last column.
+  rounds = any(m.get("rounds") for r in result["results"] for m in r["rows"].values())
   lines += ["| variant | step | images | ms | images/s | "
-            + "".join(f"{titles[k]} | " for k in shares) + "SSL overhead |",
-            "|---|---|---:|---:|---:|" + "---:|" * len(shares) + "---:|"]
+            + "".join(f"{titles[k]} | " for k in shares) + "SSL overhead |"
+            + (" rounds, ms |" if rounds else ""),
+            "|---|---|---:|---:|---:|" + "---:|" * len(shares) + "---:|"
+            + ("---|" if rounds else "")]
   for r in result["results"]:
     for row, m in r["rows"].items():
       overhead = f"{r['ssl_overhead']:.3f}" if row == "step" and "ssl_overhead" in r else ""
       cells = "".join(f"{100 * m[k]:.1f}% | " if m.get(k) else "- | " for k in shares)
+      each = (" " + ", ".join(ms(1e3 * t) for t in m.get("rounds", ())) + " |"
+              if rounds else "")
       lines.append(f"| {r['label']} | {row} | {m['images']} | {ms(1e3 * m['seconds'])} | "
-                   f"{m['images_per_s']:,.1f} | {cells}{overhead} |")
+                   f"{m['images_per_s']:,.1f} | {cells}{overhead} |{each}")
   return "\n".join(lines)
 
 
@@ -120,6 +129,19 @@ def ica_projectors_table(result):
   return "\n".join(lines)
 
 
+def quickstart_table(result):
+  """bench/quickstart.py: the trainer's images/s per setting, its wall time and speed-up."""
+  m = result["machine"]
+  rounds = result["rounds"]
+  lines = [f"{m['cpu']}; {result['steps']} steps per run, {rounds} round"
+           f"{'s' if rounds > 1 else ''}; {m['date']}", "",
+           "| setting | images/s | wall s | speed-up |", "|---|---:|---:|---:|"]
+  for r in result["rows"]:
+    lines.append(f"| {r['setting']} | {r['images_per_s']:,.0f} | {r['wall_s']:.0f} | "
+                 f"{r['speedup']:.2f}x |")
+  return "\n".join(lines)
+
+
 def conv_table(result):
   sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
   import conv  # pylint: disable=g-import-not-at-top
@@ -128,12 +150,14 @@ def conv_table(result):
 
 TABLES = {"conv": conv_table, "losses": losses_table, "ica": ica_table,
           "ica_projectors": ica_projectors_table, "train_step": train_step_table,
-          "scaling": scaling_table}
+          "scaling": scaling_table, "quickstart": quickstart_table}
 
 
 def kind_of(result):
   if "nets" in result:
     return "conv"
+  if "steps" in result and "rounds" in result:
+    return "quickstart"
   if "suite" in result:
     return "train_step"
   if "cases" in result:

@@ -7,6 +7,8 @@ time per view image over a supervised step's time per image, same backbone and o
   python bench/train_step.py --quick         # fewer variants and repetitions
   python bench/train_step.py --suite vit_cpu # the Fashion-MNIST ViT (vicreg_fashion_mnist:vit)
   python bench/train_step.py --suite vit_gpu # ViT-B/16 at 224, bfloat16 (vicreg_imagenet:vit_b16)
+  python bench/train_step.py --suite cnn_cpu # the quickstart's CNN (vicreg_fashion_mnist)
+  python bench/train_step.py --rounds 3      # every variant 3 times, taking turns
 
 Suites:
   cpu  ResNet-18 with the CIFAR stem at 32x32, projector 2048-2048-2048, two views of 64
@@ -15,6 +17,10 @@ Suites:
        the convolution (model.conv: "fast", "xla", and "onednn" where jaxssl[onednn] is
        installed, also on one device), float32 / bfloat16,
        and PyTorch with 2 threads in both memory formats.
+  cnn_cpu  The quickstart's step (configs/vicreg_fashion_mnist.py: its CNN, projector and
+       batch of 256), jaxssl only: one XLA device per core with model.conv "fast" (the
+       quickstart until oneDNN), and "auto" (oneDNN where installed) on one device and on
+       one per core.
   gpu  ResNet-50 at 224x224, projector 8192-8192-8192, bfloat16 (configs/vicreg_imagenet.py),
        per-device batches of 128 and 256 per view; images/s and model FLOP utilisation (MFU:
        of the chip's data-sheet dense bfloat16 peak, PEAK_BF16_FLOPS; and of the bfloat16
@@ -24,6 +30,10 @@ Suites:
 Every variant runs in its own subprocess (XLA's device count is fixed at start-up, and the two
 frameworks must not share a thread pool or GPU memory); the parent prints the table and writes
 JSON. Times are medians over repetitions after warm-up; jit compile time is reported apart.
+With --rounds N every variant runs N times, the variants taking turns, and each row's time is
+the median of its rounds (all kept in the JSON): a machine's slow minutes then fall on every
+variant alike. Every worker runs with the allocator setting of the launch scripts
+(launch/_cpu.sh, ALLOCATOR here); on the CPU one jaxssl variant runs without it.
 Rows: "step" is model + loss + backward + optimiser on views already on the device; "step +
 aug" is jaxssl's real train step, which also draws both views on the device (random crop and
 the photometric ops on CPU; on GPU the host has cropped and the device does the rest).
@@ -53,9 +63,18 @@ SUITES = {
     # gradient clipping); the VICReg step and, on the CPU, the step with its device crops.
     "vit_cpu": dict(config="vicreg_fashion_mnist", arg="vit", model="vit", size=28, channels=1,
                     projector="1024-1024-1024", classes=10, batches=[128], reps=5),
+    "cnn_cpu": dict(config="vicreg_fashion_mnist", arg=None, model="convnet", size=28,
+                    channels=1, projector="1024-1024-1024", classes=10, batches=[256], reps=5),
     "vit_gpu": dict(config="vicreg_imagenet", arg="vit_b16", model="vit", size=224, channels=3,
                     projector="8192-8192-8192", classes=1000, batches=[256, 128], reps=20),
 }
+
+
+# glibc's malloc asks for transparent huge pages for the large blocks it maps (glibc 2.35+;
+# older ones ignore the name): XLA:CPU allocates a step's temporary buffers afresh every step
+# (1 GB for the ResNet-18 step), and faulting them in 4 KiB pages cost that step about 10%.
+# The launch scripts set the same (launch/_cpu.sh).
+ALLOCATOR = {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}
 
 
 def log(message: str) -> None:
@@ -321,9 +340,18 @@ def variants(suite: str, quick: bool):
              dict(common, batch=b, device="cpu" if cpu else "cuda", threads=2 if cpu else 0,
                   bf16=not cpu, channels_last=False, reps=reps))
     return
+  two = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+  if s.get("model") == "convnet":  # the quickstart's step: its old setting, then "auto"
+    b, rows = s["batches"][0], ["step", "step + aug"]
+    yield "jaxssl, 2 devices, conv fast", "jax", two, dict(
+        common, batch=b // 2, dtype="float32", reps=reps, conv="fast", rows=rows)
+    yield "jaxssl, 2 devices, conv auto", "jax", two, dict(
+        common, batch=b // 2, dtype="float32", reps=reps, conv="auto", rows=rows)
+    yield "jaxssl, 1 device, conv auto", "jax", {}, dict(
+        common, batch=b, dtype="float32", reps=reps, conv="auto", rows=rows)
+    return
   if suite == "cpu":
     b = s["batches"][0]
-    two = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
     yield "jaxssl, 1 device, float32, conv fast", "jax", {}, dict(
         common, batch=b, dtype="float32", reps=reps, conv="fast")
     if not quick:
@@ -338,6 +366,9 @@ def variants(suite: str, quick: bool):
       if "onednn" in convs:
         yield ("jaxssl, 1 device, float32, conv onednn", "jax", {},
                dict(common, batch=b, dtype="float32", reps=reps, conv="onednn"))
+        yield ("jaxssl, 1 device, float32, conv onednn, 4 KiB pages", "jax",
+               {"GLIBC_TUNABLES": ""}, dict(common, batch=b, dtype="float32", reps=reps,
+                                            conv="onednn", rows=["step"]))
       yield "jaxssl, 1 device, bfloat16, conv fast", "jax", {}, dict(
           common, batch=b, dtype="bfloat16", reps=reps, conv="fast")
     for channels_last in ((False,) if quick else (False, True)):
@@ -367,10 +398,25 @@ def vit_macs(v: dict, size: int, channels: int) -> float:
   return patches * v["patch"] ** 2 * channels * w + v["depth"] * block
 
 
+def convnet_macs(s: dict) -> tuple[int, float]:
+  """The suite config's CNN (jaxssl/models/convnet.py): its features and forward
+  multiply-adds per image (3x3 convolutions, 2x2 max-pools between stages)."""
+  from jaxssl import config as config_lib  # pylint: disable=g-import-not-at-top
+  m = config_lib.load(str(ROOT / "configs" / f"{s['config']}.py")).model
+  macs, size, cin = 0, s["size"], s["channels"]
+  for stage, width in enumerate(m.widths):
+    size = size // 2 if stage else size
+    for _ in range(m.convs_per_stage):
+      macs, cin = macs + size * size * 9 * cin * width, width
+  return cin, macs
+
+
 def model_flops_per_image(s: dict) -> float:
   if s.get("model") == "vit":
     v = vit_settings(s)["vit"]
     features, backbone = v["width"], vit_macs(v, s["size"], s["channels"])
+  elif s.get("model") == "convnet":
+    features, backbone = convnet_macs(s)
   else:
     features = 512 if s["depth"] == 18 else 2048
     backbone = BACKBONE_MACS[(s["depth"], s["stem"], s["size"])]
@@ -395,8 +441,8 @@ def peak_flops(device_kind: str) -> float | None:
 
 def run_variant(kind: str, env: dict, params: dict) -> dict:
   cmd = [sys.executable, __file__, "--worker", kind, json.dumps(params)]
-  proc = subprocess.run(cmd, env={**os.environ, **env}, stdout=subprocess.PIPE, text=True,
-                        cwd=ROOT)
+  proc = subprocess.run(cmd, env={**os.environ, **ALLOCATOR, **env}, stdout=subprocess.PIPE,
+                        text=True, cwd=ROOT)
   if proc.returncode != 0:
     raise RuntimeError(f"the {kind} worker failed (its error is above): {' '.join(cmd)}")
   return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -456,6 +502,9 @@ def main():
                       help="JSON path (default bench/results/train_step_<suite>.json)")
   parser.add_argument("--merge", nargs="+", metavar="FILE",
                       help="report saved worker outputs instead of running the variants")
+  parser.add_argument("--rounds", type=int, default=1,
+                      help="run every variant this many times, taking turns; each row's "
+                      "time is the median of its rounds")
   parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
   args = parser.parse_args()
   if args.worker:
@@ -466,9 +515,12 @@ def main():
   suite = SUITES[args.suite]
   flops_per_image = model_flops_per_image(suite)
   out = pathlib.Path(args.out or f"bench/results/train_step_{args.suite}.json")
-  model = (f"the ViT of configs/{suite['config']}.py:{suite['arg']}, AdamW"
-           if suite.get("model") == "vit" else
-           f"ResNet-{suite['depth']} ({suite['stem']} stem), LARS")
+  if suite.get("model") == "vit":
+    model = f"the ViT of configs/{suite['config']}.py:{suite['arg']}, AdamW"
+  elif suite.get("model") == "convnet":
+    model = f"the CNN of configs/{suite['config']}.py, LARS"
+  else:
+    model = f"ResNet-{suite['depth']} ({suite['stem']} stem), LARS"
   print(f"{args.suite}: {model}, at {suite['size']}x{suite['size']}, projector "
         f"{suite['projector']}, VICReg; {flops_per_image / 1e9:.2f} GFLOP per view image "
         "(forward + backward)")
@@ -476,32 +528,61 @@ def main():
             f"{'of matmul':>10}{'compile s':>11}")
   print(header)
   print("-" * len(header))
-  runs = (merged(args.merge) if args.merge else
-          ((label, {**run_variant(kind, env, params), "env": env})
-           for label, kind, env, params in variants(args.suite, args.quick)))
-  results = []
-  for label, result in runs:
-    results.append(describe(result, label, flops_per_image))
-    write_results(out, args.suite, suite, flops_per_image, results, merged=bool(args.merge))
+  if args.merge:
+    results = [describe(result, label, flops_per_image) for label, result in merged(args.merge)]
+  else:
+    todo = list(variants(args.suite, args.quick))
+    rounds: list[list[dict]] = []
+    for n in range(args.rounds):
+      if args.rounds > 1:
+        print(f"round {n + 1} of {args.rounds}", flush=True)
+      rounds.append([describe({**run_variant(kind, env, params), "env": env}, label,
+                              flops_per_image) for label, kind, env, params in todo])
+      results = [joined(runs) for runs in zip(*rounds)]
+      write_results(out, args.suite, suite, flops_per_image, results, merged=False)
+    if args.rounds > 1:
+      print(f"each row's median over {args.rounds} rounds:")
+      results = [describe(r, r["label"], flops_per_image) for r in results]
+  write_results(out, args.suite, suite, flops_per_image, results, merged=bool(args.merge))
   summarise(results)
   print(f"wrote {out}")
 
 
+def joined(runs: list[dict]) -> dict:
+  """One variant's runs (rounds) as one result: each row's time the median of the rounds',
+  the rounds' own times kept under ``rounds``."""
+  if len(runs) == 1:
+    return runs[0]
+  result = {**runs[-1], "rows": {}}
+  for row in runs[-1]["rows"]:
+    result["rows"][row] = {
+        **runs[-1]["rows"][row],
+        "seconds": statistics.median(r["rows"][row]["seconds"] for r in runs),
+        "rounds": [r["rows"][row]["seconds"] for r in runs]}
+  return result
+
+
 def summarise(results: list[dict]) -> None:
+  """The best jaxssl variant of each row against PyTorch's best step; with rounds, also the
+  ratio within each round (the two ran minutes apart)."""
   best = {}
   for r in results:
     for row, m in r["rows"].items():
       key = (r["framework"], row, r["batch_per_view"])
       if key not in best or m["images_per_s"] > best[key][1]:
-        best[key] = (r["label"], m["images_per_s"])
-  for (framework, row, batch), (label, ips) in sorted(best.items()):
+        best[key] = (r["label"], m["images_per_s"], m.get("rounds"))
+  for (framework, row, batch), (label, ips, rounds) in sorted(best.items()):
     if framework != "jaxssl" or row.startswith("supervised"):
       continue
     torch_best = best.get(("pytorch", "step", batch))
     if torch_best:
+      per_round = ""
+      if rounds and torch_best[2]:
+        per_round = "; per round " + ", ".join(
+            f"{t / j:.2f}x" for j, t in zip(rounds, torch_best[2]))
       print(f"best jaxssl {row!r} at {batch}/view ({label}): {ips:.1f} img/s = "
             f"{ips / torch_best[1]:.2f}x PyTorch's best step ({torch_best[0]}, "
-            f"{torch_best[1]:.1f} img/s)")
+            f"{torch_best[1]:.1f} img/s){per_round}")
 
 
 def write_results(out: pathlib.Path, name: str, suite: dict, flops: float, results: list, *,

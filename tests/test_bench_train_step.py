@@ -53,3 +53,40 @@ def test_tables_show_utilisation_only_where_measured(name, header):
   assert header in text
   widths = {line.count("|") for line in text.splitlines() if line.startswith("|")}
   assert len(widths) == 1, text  # every row has the header's columns
+
+
+def test_rounds_join_as_medians_and_show_in_the_table(capsys):
+  runs = [worker_result("cpu", None) for _ in range(3)]
+  for run, seconds in zip(runs, (0.3, 0.1, 0.2)):
+    run["rows"]["step"]["seconds"] = seconds
+  joined = train_step.describe(train_step.joined(runs), "jaxssl", 1e9)
+  assert joined["rows"]["step"]["seconds"] == 0.2
+  assert joined["rows"]["step"]["rounds"] == [0.3, 0.1, 0.2]
+  assert train_step.joined(runs[:1]) is runs[0]  # one round: as it ran
+  torch = {**train_step.joined(runs), "framework": "pytorch", "label": "PyTorch"}
+  torch["rows"]["step"].update(seconds=0.4, rounds=[0.6, 0.2, 0.4])
+  train_step.summarise([joined, train_step.describe(torch, "PyTorch", 1e9)])
+  assert "= 2.00x PyTorch's best step" in capsys.readouterr().out  # medians: 0.4 / 0.2
+  text = table.train_step_table({
+      "settings": {"config": "vicreg_cifar", "depth": 18, "stem": "cifar", "size": 32,
+                   "projector": "8-8"},
+      "machine": {"devices": ["cpu"], "date": "2026-12-05"}, "results": [joined]})
+  assert "| rounds, ms |" in text and "| 300, 100, 200 |" in text
+
+
+def test_the_quickstart_cnn_multiply_adds():
+  # configs/vicreg_fashion_mnist.py: widths (32, 64, 128, 1024), one 3x3 convolution per
+  # stage, 28x28x1 input, 2x2 max-pools: 28, 14, 7 and 3 pixels a side.
+  expected = 28**2 * 9 * 32 + 14**2 * 9 * 32 * 64 + 7**2 * 9 * 64 * 128 + 3**2 * 9 * 128 * 1024
+  assert train_step.convnet_macs(train_step.SUITES["cnn_cpu"]) == (1024, expected)
+
+
+def test_the_quickstart_table_from_its_json():
+  result = {"steps": 160, "rounds": 2, "machine": {"cpu": "AMD EPYC", "date": "2026-12-05"},
+            "rows": [{"setting": "before", "images_per_s": 305.2, "wall_s": 159.5,
+                      "speedup": 1.0},
+                     {"setting": "now", "images_per_s": 466.0, "wall_s": 118.3,
+                      "speedup": 1.527}]}
+  assert table.kind_of(result) == "quickstart"
+  text = table.TABLES["quickstart"](result)
+  assert "160 steps per run, 2 rounds" in text and "| now | 466 | 118 | 1.53x |" in text
