@@ -15,8 +15,8 @@ Suites:
        images, LARS (configs/vicreg_cifar.py with the official VICReg LARS). Variants: the
        number of XLA CPU devices (one, or one per core with the batch split between them),
        the convolution (model.conv: "fast", "xla", and "onednn" where jaxssl[onednn] is
-       installed, also on one device), float32 / bfloat16,
-       and PyTorch with 2 threads in both memory formats.
+       installed, also on one device and there once with glibc's 4 KiB pages), float32 /
+       bfloat16, and PyTorch with 2 threads in both memory formats.
   cnn_cpu  The quickstart's step (configs/vicreg_fashion_mnist.py: its CNN, projector and
        batch of 256), jaxssl only: one XLA device per core with model.conv "fast" (the
        quickstart until oneDNN), and "auto" (oneDNN where installed) on one device and on
@@ -462,14 +462,14 @@ def describe(result: dict, label: str, flops_per_image: float) -> dict:
     m["mfu"] = flops_per_image * m["images_per_s"] / peak if peak else None
     m["of_matmul"] = flops_per_image * m["images_per_s"] / rate if rate else None
     mfu, of_matmul = (f"{100 * m[k]:.1f}%" if m[k] else "-" for k in ("mfu", "of_matmul"))
-    print(f"{label:<46}{row:<24}{m['images']:>7}{1e3 * m['seconds']:>9.1f}"
+    print(f"{label:<52}{row:<24}{m['images']:>7}{1e3 * m['seconds']:>9.1f}"
           f"{m['images_per_s']:>9.1f}{mfu:>7}{of_matmul:>10}{m['compile_s']:>11.1f}",
           flush=True)
   supervised = [rows[r]["images_per_s"] for r in ("supervised", "supervised, half batch")
                 if r in rows]
   if supervised and "step" in rows:
     result["ssl_overhead"] = max(supervised) / rows["step"]["images_per_s"]
-    print(f"{'':<46}SSL overhead (VICReg time per view image / the faster supervised "
+    print(f"{'':<52}SSL overhead (VICReg time per view image / the faster supervised "
           f"time per image): {result['ssl_overhead']:.3f}", flush=True)
   return result
 
@@ -524,7 +524,7 @@ def main():
   print(f"{args.suite}: {model}, at {suite['size']}x{suite['size']}, projector "
         f"{suite['projector']}, VICReg; {flops_per_image / 1e9:.2f} GFLOP per view image "
         "(forward + backward)")
-  header = (f"{'variant':<46}{'row':<24}{'images':>7}{'ms':>9}{'img/s':>9}{'MFU':>7}"
+  header = (f"{'variant':<52}{'row':<24}{'images':>7}{'ms':>9}{'img/s':>9}{'MFU':>7}"
             f"{'of matmul':>10}{'compile s':>11}")
   print(header)
   print("-" * len(header))
