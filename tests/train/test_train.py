@@ -1,5 +1,6 @@
 """The train step and loop: every method runs, one compilation, 1 vs 8 devices, configs."""
 
+import pathlib
 import subprocess
 import sys
 
@@ -337,3 +338,19 @@ def test_a_dataset_of_varying_image_sizes_trains_with_host_crops(monkeypatch, tm
   shutil.rmtree(tmp_path / "b" / "checkpoints" / "4")
   resumed = loop.train(config, tmp_path / "b")
   assert resumed["loss"] == scalars["loss"]
+
+
+def test_a_cpu_run_without_huge_pages_says_how_to_get_them(monkeypatch):
+  monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.hugetlb=1")
+  assert loop.allocator_note("cpu") is None  # asked for already (launch/_cpu.sh)
+  monkeypatch.delenv("GLIBC_TUNABLES")
+  assert loop.allocator_note("gpu") is None  # the host's allocator is not the step's there
+  libc, version = loop.platform.libc_ver()
+  if libc != "glibc" or tuple(map(int, version.split(".")[:2])) < (2, 35):
+    pytest.skip(f"glibc 2.35+ has the tunable; this is {libc} {version}")
+  note = loop.allocator_note("cpu")
+  pages = pathlib.Path("/sys/kernel/mm/transparent_hugepage/enabled")
+  if not pages.exists() or "[never]" in pages.read_text():
+    assert note is None  # no huge pages on offer here
+  else:
+    assert "GLIBC_TUNABLES=glibc.malloc.hugetlb=1" in note and "launch/_cpu.sh" in note
