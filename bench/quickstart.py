@@ -30,8 +30,9 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 from methods import cpu_kind  # noqa: E402  (this directory's)
+from train_step import ALLOCATOR  # noqa: E402  (launch/_cpu.sh's setting)
 
-HUGE = "glibc.malloc.hugetlb=1"  # launch/_cpu.sh
+HUGE = ALLOCATOR["GLIBC_TUNABLES"]
 SETTINGS = (  # label, devices, model.conv, GLIBC_TUNABLES
     ("2 devices, conv fast, 4 KiB pages (before)", 2, "fast", ""),
     ("2 devices, conv fast", 2, "fast", HUGE),

@@ -53,14 +53,10 @@ def train_step_table(result):
   first = result["results"][0]
   versions = ", ".join(f"{k} {first[k]}" for k in ("jax", "torch") if k in first)
   torch_versions = {r["torch"] for r in result["results"] if "torch" in r}
-  if st.get("model") == "vit":
-    model = f"the ViT of configs/{st['config']}.py:{st['arg']}, VICReg + AdamW"
-  elif st.get("model") == "convnet":
-    model = f"the CNN of configs/{st['config']}.py, VICReg + LARS"
-  else:
-    model = f"ResNet-{st['depth']} ({st['stem']} stem), VICReg + LARS"
+  sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+  import train_step  # pylint: disable=g-import-not-at-top
   lines = [
-      f"{', '.join(result['machine']['devices'])}; {model} at "
+      f"{', '.join(result['machine']['devices'])}; {train_step.model_name(st)} at "
       f"{st['size']}x{st['size']}, projector {st['projector']}; {versions}"
       f"{', torch ' + ', '.join(sorted(torch_versions)) if torch_versions else ''}; "
       f"{result['machine']['date']}",

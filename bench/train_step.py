@@ -515,14 +515,8 @@ def main():
   suite = SUITES[args.suite]
   flops_per_image = model_flops_per_image(suite)
   out = pathlib.Path(args.out or f"bench/results/train_step_{args.suite}.json")
-  if suite.get("model") == "vit":
-    model = f"the ViT of configs/{suite['config']}.py:{suite['arg']}, AdamW"
-  elif suite.get("model") == "convnet":
-    model = f"the CNN of configs/{suite['config']}.py, LARS"
-  else:
-    model = f"ResNet-{suite['depth']} ({suite['stem']} stem), LARS"
-  print(f"{args.suite}: {model}, at {suite['size']}x{suite['size']}, projector "
-        f"{suite['projector']}, VICReg; {flops_per_image / 1e9:.2f} GFLOP per view image "
+  print(f"{args.suite}: {model_name(suite)} at {suite['size']}x{suite['size']}, projector "
+        f"{suite['projector']}; {flops_per_image / 1e9:.2f} GFLOP per view image "
         "(forward + backward)")
   header = (f"{'variant':<52}{'row':<24}{'images':>7}{'ms':>9}{'img/s':>9}{'MFU':>7}"
             f"{'of matmul':>10}{'compile s':>11}")
@@ -546,6 +540,15 @@ def main():
   write_results(out, args.suite, suite, flops_per_image, results, merged=bool(args.merge))
   summarise(results)
   print(f"wrote {out}")
+
+
+def model_name(s: dict) -> str:
+  """A suite's model and step, as the console and bench/table.py's tables name them."""
+  if s.get("model") == "vit":
+    return f"the ViT of configs/{s['config']}.py:{s['arg']}, VICReg + AdamW"
+  if s.get("model") == "convnet":
+    return f"the CNN of configs/{s['config']}.py, VICReg + LARS"
+  return f"ResNet-{s['depth']} ({s['stem']} stem), VICReg + LARS"
 
 
 def joined(runs: list[dict]) -> dict:
