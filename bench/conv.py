@@ -6,13 +6,14 @@ jaxssl[onednn] is installed) against PyTorch (channels-last, oneDNN), side by si
   python bench/conv.py                         # ResNet-18 (CIFAR stem), batch 64
   python bench/conv.py --nets convnet,resnet50 # the quickstart's CNN; ResNet-50 at 224
   python bench/conv.py --quick                 # three repetitions, for a look
+  python bench/conv.py --dtype bfloat16        # in bfloat16 (PyTorch's too), oneDNN on AVX512-BF16
 
 jaxssl's implementations run in one subprocess, taking turns call by call; PyTorch in another
 (the two must not share a thread pool); the parent prints the table and writes JSON
 (bench/results/conv_<nets>.json). Rates are GFLOP/s of the pass's multiply-adds (2 FLOPs
 each; the input gradient of a stride-s convolution counted at the forward's FLOPs, the
-work it needs); "of matmul" is of the float32 matmul rate measured in the same worker
-(2048 x 2048, XLA's or PyTorch's). Times are medians after two warm-ups.
+work it needs); "of matmul" is of the matmul rate measured in the same worker in the same
+type (2048 x 2048, XLA's or PyTorch's). Times are medians after two warm-ups.
 """
 
 from __future__ import annotations
@@ -127,18 +128,19 @@ def jax_worker(p: dict) -> dict:
   mesh = Mesh(np.array(jax.devices()), ("data",))
   batch, replicated = NamedSharding(mesh, P("data")), NamedSharding(mesh, P())
   rng = np.random.default_rng(0)
-  a = jnp.asarray(rng.normal(size=(2048, 2048)), jnp.float32)
+  dtype = jnp.dtype(p["dtype"])
+  a = jnp.asarray(rng.normal(size=(2048, 2048)), dtype)
   mm = jax.jit(lambda a: a @ a)
   matmul = 2 * 2048**3 / median_seconds(lambda: mm(a).block_until_ready(), p["reps"])
   rows = {name: [] for name in p["convs"]}
   for s in p["shapes"]:
     x = jax.device_put(rng.normal(size=(s["n"], s["size"], s["size"], s["c"])).astype(
-        np.float32), batch)
-    w = jax.device_put(rng.normal(size=(s["k"], s["k"], s["c"], s["f"])).astype(np.float32),
+        dtype), batch)
+    w = jax.device_put(rng.normal(size=(s["k"], s["k"], s["c"], s["f"])).astype(dtype),
                        replicated)
     fns = {name: passes(conv_lib.pick(name), s) for name in p["convs"]}
     dy = jax.device_put(rng.normal(size=jax.eval_shape(
-        fns[p["convs"][0]]["forward"], x, w).shape).astype(np.float32), batch)
+        fns[p["convs"][0]]["forward"], x, w).shape).astype(dtype), batch)
     times = {name: {} for name in p["convs"]}
     for pass_ in fns[p["convs"][0]]:
       args = (x, w) if pass_ == "forward" else (x, w, dy)
@@ -188,14 +190,16 @@ def torch_worker(p: dict) -> dict:
   import torch
 
   torch.set_num_threads(p["threads"])
+  dtype = getattr(torch, p["dtype"])
   gen = torch.Generator().manual_seed(0)
-  a = torch.randn(2048, 2048, generator=gen)
+  a = torch.randn(2048, 2048, generator=gen).to(dtype)
   matmul = 2 * 2048**3 / median_seconds(lambda: a @ a, p["reps"])
   last = torch.channels_last
   rows = []
   for s in p["shapes"]:
-    x = torch.randn(s["n"], s["c"], s["size"], s["size"], generator=gen).to(memory_format=last)
-    w = torch.randn(s["f"], s["c"], s["k"], s["k"], generator=gen).to(memory_format=last)
+    x = torch.randn(s["n"], s["c"], s["size"], s["size"], generator=gen).to(
+        dtype, memory_format=last)
+    w = torch.randn(s["f"], s["c"], s["k"], s["k"], generator=gen).to(dtype, memory_format=last)
     conv = lambda x, w, s=s: torch.nn.functional.conv2d(x, w, stride=s["s"],
                                                         padding=s["k"] // 2)
     with torch.no_grad():
@@ -255,7 +259,7 @@ def run_all(params: dict) -> list[dict]:
           for name in convs] + [{"label": "pytorch", **torch}]
 
 
-def table(results: list[dict]) -> str:
+def table(results: list[dict], dtype: str = "float32") -> str:
   """One row per shape and pass: each variant's GFLOP/s, PyTorch's, and the best jaxssl
   variant's ratio to PyTorch and to the matmul rate of its own worker."""
   torch = next(r for r in results if r["label"] == "pytorch")
@@ -278,7 +282,7 @@ def table(results: list[dict]) -> str:
           f" | {torch_rate:.0f} | {rates[best] / torch_rate:.2f}x ({ours[best]['label']}) | "
           f"{1e9 * rates[best] / ours[best]['matmul_flops']:.0%} |")
   matmul = ", ".join(f"{r['label']} {r['matmul_flops'] / 1e9:.0f}" for r in results)
-  return "\n".join(lines) + f"\n\nfloat32 matmul, GFLOP/s: {matmul}"
+  return "\n".join(lines) + f"\n\n{dtype} matmul, GFLOP/s: {matmul}"
 
 
 def totals(results: list[dict], shapes: list[dict]) -> str:
@@ -310,6 +314,8 @@ def main():
                       help="XLA CPU devices, the batch split between them (jaxssl's CPU "
                       "default: one per core; 1: one device's thread pool)")
   parser.add_argument("--quick", action="store_true", help="three repetitions, not nine")
+  parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
+                      help="the operands' type, jaxssl's and PyTorch's alike")
   parser.add_argument("--out", default=None)
   parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
   args = parser.parse_args()
@@ -323,14 +329,15 @@ def main():
     parser.error(f"unknown nets {sorted(unknown)}; choose from {', '.join(NETS)}")
   shapes = [s for n in nets for s in NETS[n]()]
   params = {"shapes": distinct(shapes), "reps": 3 if args.quick else 9,
-            "threads": os.cpu_count(), "devices": args.devices}
-  result = {"nets": nets, "devices": args.devices, "shapes": shapes,
+            "threads": os.cpu_count(), "devices": args.devices, "dtype": args.dtype}
+  result = {"nets": nets, "devices": args.devices, "dtype": args.dtype, "shapes": shapes,
             "machine": {"cpu": cpu_kind(), "cpus": os.cpu_count(),
                         "platform": platform.platform(), "date": time.strftime("%Y-%m-%d")},
             "results": run_all(params)}
   print(render(result))
   out = pathlib.Path(args.out or ROOT / "bench" / "results" /
-                     f"conv_{'_'.join(nets)}_{args.devices}dev.json")
+                     f"conv_{'_'.join(nets)}_{args.devices}dev"
+                     f"{'' if args.dtype == 'float32' else '_' + args.dtype}.json")
   out.parent.mkdir(parents=True, exist_ok=True)
   out.write_text(json.dumps(result, indent=1) + "\n")
   print(f"wrote {out}")
@@ -341,10 +348,11 @@ def render(result: dict) -> str:
   versions = ", ".join(f"{k} {r[k]}" for r in result["results"] for k in ("jax", "torch")
                        if k in r and r["label"] in ("xla", "pytorch"))
   head = (f"{result['machine']['cpu']}; "
-          f"{', '.join(result['nets'])}; jaxssl on {result['devices']} XLA CPU device(s), "
+          f"{', '.join(result['nets'])}; {result.get('dtype', 'float32')}; jaxssl on "
+          f"{result['devices']} XLA CPU device(s), "
           f"the batch split between them; PyTorch {result['results'][-1]['threads']} threads, "
           f"channels-last; {versions}; {result['machine']['date']}")
-  return "\n".join([head, "", table(result["results"]),
+  return "\n".join([head, "", table(result["results"], result.get("dtype", "float32")),
                     totals(result["results"], result["shapes"])])
 
 

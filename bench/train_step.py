@@ -371,10 +371,18 @@ def variants(suite: str, quick: bool):
                                             conv="onednn", rows=["step"]))
       yield "jaxssl, 1 device, bfloat16, conv fast", "jax", {}, dict(
           common, batch=b, dtype="bfloat16", reps=reps, conv="fast")
+      # oneDNN in bfloat16 where this CPU has it in hardware (else "onednn" is "fast").
+      if "onednn" in convs and onednn.native_bfloat16():
+        yield "jaxssl, 1 device, bfloat16, conv onednn", "jax", {}, dict(
+            common, batch=b, dtype="bfloat16", reps=reps, conv="onednn")
     for channels_last in ((False,) if quick else (False, True)):
       yield (f"PyTorch, 2 threads, {'channels-last' if channels_last else 'NCHW'}", "torch", {},
              dict(common, batch=b, device="cpu", threads=2, bf16=False,
                   channels_last=channels_last, reps=reps))
+    if not quick:
+      yield ("PyTorch, 2 threads, channels-last, bf16 autocast", "torch", {},
+             dict(common, batch=b, device="cpu", threads=2, bf16=True, channels_last=True,
+                  reps=reps))
   else:
     for b in s["batches"][:1] if quick else s["batches"]:
       yield (f"jaxssl, bfloat16, {b}/view", "jax", {},
@@ -505,6 +513,8 @@ def main():
   parser.add_argument("--rounds", type=int, default=1,
                       help="run every variant this many times, taking turns; each row's "
                       "time is the median of its rounds")
+  parser.add_argument("--only", nargs="+", metavar="TEXT",
+                      help="run only the variants whose label contains one of these")
   parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
   args = parser.parse_args()
   if args.worker:
@@ -525,7 +535,8 @@ def main():
   if args.merge:
     results = [describe(result, label, flops_per_image) for label, result in merged(args.merge)]
   else:
-    todo = list(variants(args.suite, args.quick))
+    todo = [v for v in variants(args.suite, args.quick)
+            if not args.only or any(o in v[0] for o in args.only)]
     rounds: list[list[dict]] = []
     for n in range(args.rounds):
       if args.rounds > 1:
@@ -565,27 +576,37 @@ def joined(runs: list[dict]) -> dict:
   return result
 
 
+def precision(result: dict) -> str:
+  """A variant's arithmetic: ``"bfloat16"`` (jaxssl's model.dtype, PyTorch's autocast) or
+  ``"float32"``."""
+  p = result.get("params", {})
+  return "bfloat16" if p.get("bf16") or p.get("dtype") == "bfloat16" else "float32"
+
+
 def summarise(results: list[dict]) -> None:
-  """The best jaxssl variant of each row against PyTorch's best step; with rounds, also the
-  ratio within each round (the two ran minutes apart)."""
+  """The best jaxssl variant of each row and precision against PyTorch's best step in the
+  same precision (a bfloat16 one also against PyTorch's best float32 step); with rounds,
+  also the ratio within each round (the two ran minutes apart)."""
   best = {}
   for r in results:
     for row, m in r["rows"].items():
-      key = (r["framework"], row, r["batch_per_view"])
+      key = (r["framework"], row, r["batch_per_view"], precision(r))
       if key not in best or m["images_per_s"] > best[key][1]:
         best[key] = (r["label"], m["images_per_s"], m.get("rounds"))
-  for (framework, row, batch), (label, ips, rounds) in sorted(best.items()):
+  for (framework, row, batch, dtype), (label, ips, rounds) in sorted(best.items()):
     if framework != "jaxssl" or row.startswith("supervised"):
       continue
-    torch_best = best.get(("pytorch", "step", batch))
-    if torch_best:
+    against = [(d, best[("pytorch", "step", batch, d)]) for d in dict.fromkeys((dtype, "float32"))
+               if ("pytorch", "step", batch, d) in best]
+    for n, (torch_dtype, (torch_label, torch_ips, torch_rounds)) in enumerate(against):
       per_round = ""
-      if rounds and torch_best[2]:
+      if rounds and torch_rounds:
         per_round = "; per round " + ", ".join(
-            f"{t / j:.2f}x" for j, t in zip(rounds, torch_best[2]))
-      print(f"best jaxssl {row!r} at {batch}/view ({label}): {ips:.1f} img/s = "
-            f"{ips / torch_best[1]:.2f}x PyTorch's best step ({torch_best[0]}, "
-            f"{torch_best[1]:.1f} img/s){per_round}")
+            f"{t / j:.2f}x" for j, t in zip(rounds, torch_rounds))
+      lead = (f"best jaxssl {row!r} at {batch}/view in {dtype} ({label}): {ips:.1f} img/s"
+              if n == 0 else " " * 8 + "and")
+      print(f"{lead} = {ips / torch_ips:.2f}x PyTorch's best {torch_dtype} step ({torch_label}, "
+            f"{torch_ips:.1f} img/s){per_round}")
 
 
 def write_results(out: pathlib.Path, name: str, suite: dict, flops: float, results: list, *,

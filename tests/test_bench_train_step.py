@@ -66,12 +66,30 @@ def test_rounds_join_as_medians_and_show_in_the_table(capsys):
   torch = {**train_step.joined(runs), "framework": "pytorch", "label": "PyTorch"}
   torch["rows"]["step"].update(seconds=0.4, rounds=[0.6, 0.2, 0.4])
   train_step.summarise([joined, train_step.describe(torch, "PyTorch", 1e9)])
-  assert "= 2.00x PyTorch's best step" in capsys.readouterr().out  # medians: 0.4 / 0.2
+  assert "= 2.00x PyTorch's best float32 step" in capsys.readouterr().out  # medians: 0.4 / 0.2
   text = table.train_step_table({
       "settings": {"config": "vicreg_cifar", "depth": 18, "stem": "cifar", "size": 32,
                    "projector": "8-8"},
       "machine": {"devices": ["cpu"], "date": "2026-12-05"}, "results": [joined]})
   assert "| rounds, ms |" in text and "| 300, 100, 200 |" in text
+
+
+def test_the_summary_compares_like_precision_with_like(capsys):
+  """A bfloat16 jaxssl step against PyTorch's bfloat16 (autocast) step, then its float32 one;
+  a float32 step against float32 alone."""
+  def result(framework, dtype, seconds):
+    r = worker_result("cpu", None)
+    r["rows"]["step"]["seconds"] = seconds
+    params = {"dtype": dtype} if framework == "jaxssl" else {"bf16": dtype == "bfloat16"}
+    return train_step.describe({**r, "framework": framework, "params": params},
+                               f"{framework} {dtype}", 1e9)
+  train_step.summarise([result("jaxssl", "bfloat16", 0.1), result("jaxssl", "float32", 0.2),
+                        result("pytorch", "bfloat16", 0.08), result("pytorch", "float32", 0.25)])
+  out = capsys.readouterr().out
+  assert "in bfloat16 (jaxssl bfloat16): 5120.0 img/s = 0.80x PyTorch's best bfloat16" in out
+  assert "and = 2.50x PyTorch's best float32 step (pytorch float32" in out
+  assert "in float32 (jaxssl float32): 2560.0 img/s = 1.25x PyTorch's best float32" in out
+  assert out.count("x PyTorch's best") == 3
 
 
 def test_the_quickstart_cnn_multiply_adds():

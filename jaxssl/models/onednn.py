@@ -3,7 +3,8 @@
 XLA:CPU runs convolutions of up to 64 channels on one core, at 0.4-0.5x the rate of
 oneDNN, the library PyTorch calls on CPU (bench/conv.py; bench/README.md, "Convolutions").
 This module calls oneDNN itself: ``onednn_conv.cc`` (beside this file) defines its forward,
-backward-data and backward-weights convolutions as XLA FFI handlers. It is compiled on first
+backward-data and backward-weights convolutions as XLA FFI handlers, in float32 or bfloat16.
+It is compiled on first
 use with the system's C++ compiler against the oneDNN that pip installs
 (``pip install 'jaxssl[onednn]'``: ``onednn-cpu-gomp`` and its headers) and cached under
 ``$XDG_CACHE_HOME/jaxssl`` (``~/.cache/jaxssl``), keyed by the source and the versions of jax
@@ -33,7 +34,6 @@ import sys
 import tempfile
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax.experimental.custom_partitioning import custom_partitioning
 from jax.sharding import NamedSharding, PartitionSpec as P
@@ -78,11 +78,23 @@ def load() -> None:
   if reason:
     raise ConfigError(f"config.model.conv: 'onednn' cannot run here: {reason}. Install: "
                       f"{INSTALL}; or set model.conv to 'fast' or 'xla'.")
-  import ctypes
-  library = ctypes.cdll.LoadLibrary(str(build_library()))
   for name, symbol in TARGETS.items():
     jax.ffi.register_ffi_target(f"jaxssl_onednn_{name}", jax.ffi.pycapsule(
-        getattr(library, symbol)), platform="cpu")
+        getattr(_library(), symbol)), platform="cpu")
+
+
+@functools.cache
+def _library():
+  import ctypes
+  return ctypes.cdll.LoadLibrary(str(build_library()))
+
+
+@functools.cache
+def native_bfloat16() -> bool:
+  """Whether oneDNN computes bfloat16 in hardware on this CPU (AVX512-BF16 or AMX). Elsewhere
+  it would emulate bfloat16 convolutions, slower than float32 ones."""
+  load()
+  return bool(_library().JaxsslNativeBfloat16())
 
 
 def build_library() -> pathlib.Path:
@@ -122,7 +134,7 @@ def _ffi(direction, a, b, out_shape, geometry):
   load()
   strides, pads = geometry
   return jax.ffi.ffi_call(f"jaxssl_onednn_{direction}", jax.ShapeDtypeStruct(
-      out_shape, jnp.float32))(
+      out_shape, a.dtype))(
       a, b, strides=np.asarray(strides, np.int64),
       pad_lo=np.asarray([lo for lo, _ in pads], np.int64),
       pad_hi=np.asarray([hi for _, hi in pads], np.int64), threads=np.int64(_threads()))

@@ -11,8 +11,12 @@
 // Each takes the strides, the padding before and after each spatial axis, and the number of
 // OpenMP threads to use. Primitives are built once per shape and cached; the kernel is
 // reordered to (and the weight gradient from) oneDNN's preferred layout on every call.
+// JaxsslNativeBfloat16 says whether this CPU computes bfloat16 natively (else oneDNN would
+// emulate it, slower than float32).
 #include <omp.h>
 
+#include <algorithm>
+#include <condition_variable>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -40,13 +44,16 @@ enum Direction : int64_t { kForward = 0, kBackwardData = 1, kBackwardWeights = 2
 struct Geometry {
   memory::dims src, weights, dst, strides, pad_lo, pad_hi;
   memory::format_tag data_tag, weights_tag;
+  memory::data_type type;
 };
 
 Geometry Describe(ffi::Span<const int64_t> x, ffi::Span<const int64_t> w,
                   ffi::Span<const int64_t> y, ffi::Span<const int64_t> strides,
-                  ffi::Span<const int64_t> pad_lo, ffi::Span<const int64_t> pad_hi) {
+                  ffi::Span<const int64_t> pad_lo, ffi::Span<const int64_t> pad_hi,
+                  memory::data_type type) {
   const size_t spatial = x.size() - 2;
   Geometry g;
+  g.type = type;
   g.src = {x[0], x[x.size() - 1]};
   g.dst = {y[0], y[y.size() - 1]};
   g.weights = {w[w.size() - 1], w[w.size() - 2]};
@@ -71,10 +78,9 @@ struct Primitive {
 };
 
 std::shared_ptr<Primitive> Build(Direction direction, const Geometry& g) {
-  const auto f32 = memory::data_type::f32;
-  const memory::desc src(g.src, f32, g.data_tag), dst(g.dst, f32, g.data_tag);
-  const memory::desc any_weights(g.weights, f32, memory::format_tag::any);
-  const memory::desc user_weights(g.weights, f32, g.weights_tag);
+  const memory::desc src(g.src, g.type, g.data_tag), dst(g.dst, g.type, g.data_tag);
+  const memory::desc any_weights(g.weights, g.type, memory::format_tag::any);
+  const memory::desc user_weights(g.weights, g.type, g.weights_tag);
   dnnl::primitive_attr attr;
   attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);  // per call: concurrent devices
   const auto direct = dnnl::algorithm::convolution_direct;
@@ -106,7 +112,7 @@ std::shared_ptr<Primitive> Build(Direction direction, const Geometry& g) {
 std::shared_ptr<Primitive> Cached(Direction direction, const Geometry& g) {
   static std::mutex mutex;
   static std::map<std::vector<int64_t>, std::shared_ptr<Primitive>> cache;
-  std::vector<int64_t> key{direction};
+  std::vector<int64_t> key{direction, static_cast<int64_t>(g.type)};
   for (const auto* dims : {&g.src, &g.weights, &g.dst, &g.strides, &g.pad_lo, &g.pad_hi}) {
     key.push_back(static_cast<int64_t>(dims->size()));
     key.insert(key.end(), dims->begin(), dims->end());
@@ -117,15 +123,59 @@ std::shared_ptr<Primitive> Cached(Direction direction, const Geometry& g) {
   return entry;
 }
 
+// The process's cores as a budget for the calls' OpenMP threads. XLA runs independent calls
+// side by side (the two views' passes); two calls that each take every core would
+// oversubscribe them, and OpenMP's spinning threads then waste most of it (on one device in
+// bfloat16, the step's convolutions took twice as long). So a call waits until its threads
+// fit beside the running calls'; with one device per core each call takes one core and they
+// all run at once.
+class Cores {
+ public:
+  class Held {
+   public:
+    Held(Cores& cores, int n) : cores_(cores), n_(n) {}
+    Held(const Held&) = delete;
+    ~Held() { cores_.Release(n_); }
+   private:
+    Cores& cores_;
+    int n_;
+  };
+
+  Held Take(int n) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    n = std::max(1, std::min(n, total_));
+    free_.wait(lock, [&] { return used_ + n <= total_; });
+    used_ += n;
+    return Held(*this, n);
+  }
+
+ private:
+  void Release(int n) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      used_ -= n;
+    }
+    free_.notify_all();
+  }
+
+  std::mutex mutex_;
+  std::condition_variable free_;
+  int used_ = 0;
+  const int total_ = omp_get_num_procs();
+};
+
 // The three handlers share this body: `a` and `b` are the operands in the order of the
 // header's table, `out` the result, and `x`/`w`/`y` name the buffers' roles.
 ffi::Error Run(Direction direction, ffi::AnyBuffer a, ffi::AnyBuffer b, ffi::Result<ffi::AnyBuffer> out,
                ffi::Span<const int64_t> strides, ffi::Span<const int64_t> pad_lo,
                ffi::Span<const int64_t> pad_hi, int64_t threads) {
-  if (a.element_type() != ffi::F32 || b.element_type() != ffi::F32 ||
-      out->element_type() != ffi::F32) {
-    return ffi::Error(ffi::ErrorCode::kInvalidArgument, "jaxssl oneDNN convolution: float32 only");
+  const ffi::DataType type = a.element_type();
+  if ((type != ffi::F32 && type != ffi::BF16) || b.element_type() != type ||
+      out->element_type() != type) {
+    return ffi::Error(ffi::ErrorCode::kInvalidArgument,
+                      "jaxssl oneDNN convolution: all float32 or all bfloat16 only");
   }
+  const auto dt = type == ffi::F32 ? memory::data_type::f32 : memory::data_type::bf16;
   const ffi::AnyBuffer* x = direction == kBackwardData ? nullptr : &a;
   const ffi::AnyBuffer* w = direction == kBackwardWeights ? nullptr : &b;
   const ffi::Span<const int64_t> x_dims = x ? x->dimensions() : out->dimensions();
@@ -134,14 +184,16 @@ ffi::Error Run(Direction direction, ffi::AnyBuffer a, ffi::AnyBuffer b, ffi::Res
       direction == kForward ? out->dimensions() : direction == kBackwardData ? a.dimensions()
                                                                              : b.dimensions();
   try {
-    const Geometry g = Describe(x_dims, w_dims, y_dims, strides, pad_lo, pad_hi);
+    const Geometry g = Describe(x_dims, w_dims, y_dims, strides, pad_lo, pad_hi, dt);
     const auto p = Cached(direction, g);
-    if (threads > 0) omp_set_num_threads(static_cast<int>(threads));
+    static Cores cores;
+    const int n = threads > 0 ? static_cast<int>(threads) : omp_get_max_threads();
+    const Cores::Held held = cores.Take(n);
+    omp_set_num_threads(n);
     dnnl::stream stream(Engine());
-    const auto f32 = memory::data_type::f32;
-    memory x_mem(memory::desc(g.src, f32, g.data_tag), Engine(),
+    memory x_mem(memory::desc(g.src, dt, g.data_tag), Engine(),
                  x ? x->untyped_data() : out->untyped_data());
-    memory y_mem(memory::desc(g.dst, f32, g.data_tag), Engine(),
+    memory y_mem(memory::desc(g.dst, dt, g.data_tag), Engine(),
                  direction == kForward ? out->untyped_data()
                  : direction == kBackwardData ? a.untyped_data() : b.untyped_data());
     memory user_w(p->user_weights, Engine(), w ? w->untyped_data() : out->untyped_data());
@@ -177,6 +229,19 @@ ffi::Error Handler(ffi::AnyBuffer a, ffi::AnyBuffer b, ffi::Result<ffi::AnyBuffe
 }
 
 }  // namespace
+
+// 1 where oneDNN runs bfloat16 in hardware on this CPU (AVX512-BF16 or AMX), else 0.
+extern "C" int JaxsslNativeBfloat16() {
+  using isa = dnnl::cpu_isa;
+  switch (dnnl::get_effective_cpu_isa()) {
+    case isa::avx512_core_bf16:
+    case isa::avx512_core_amx:
+    case isa::avx512_core_amx_fp16:
+      return 1;
+    default:
+      return 0;
+  }
+}
 
 #define JAXSSL_CONV_HANDLER(name, direction)                                              \
   XLA_FFI_DEFINE_HANDLER_SYMBOL(name, Handler<direction>,                                 \

@@ -1,7 +1,7 @@
 """model.conv="fast" and "onednn" against lax.conv_general_dilated: values and both gradients
-within 1e-5 relative in float32, for every form the models use and the odd ones (odd sizes,
-batch 1, stride 3, asymmetric padding), under jit, grad, vmap and sharded over 8 devices; the
-models built every way."""
+within 1e-5 relative in float32 (oneDNN's bfloat16 to its rounding), for every form the models
+use and the odd ones (odd sizes, batch 1, stride 3, asymmetric padding), under jit, grad, vmap
+and sharded over 8 devices; the models built every way."""
 
 import functools
 
@@ -119,6 +119,42 @@ def test_sharded_over_8_devices_equals_one(impl):
       x, kernel, strides, padding)
   for got, want in zip(sharded, single):
     assert relative(got, want) < 1e-5
+
+
+@pytest.mark.parametrize("impl", IMPLS[1:])
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_onednn_in_bfloat16_is_float32s_rounded(case, impl):
+  """bfloat16 operands: by oneDNN where the CPU has bfloat16 in hardware (else by "fast"),
+  values and both gradients in bfloat16 equal float32's on the same operands to bfloat16's
+  rounding (8 bits: 2^-8 of the largest value, and the sums' own rounding)."""
+  x, kernel, strides, padding = (t.astype(jnp.bfloat16) if hasattr(t, "astype") else t
+                                 for t in operands(case))
+  conv = lambda fn, dtype: lambda x, k: fn(x.astype(dtype), k.astype(dtype), strides, padding,
+                                           dimension_numbers=NHWC)
+  got = conv(conv_lib.pick(impl), jnp.bfloat16)
+  want = conv(lax.conv_general_dilated, jnp.float32)
+  lowered = jax.jit(got).lower(x, kernel).as_text()
+  assert ("jaxssl_onednn_forward" in lowered) == onednn.native_bfloat16()
+  y, pull = jax.vjp(jax.jit(got), x, kernel)
+  y_want, pull_want = jax.vjp(want, x, kernel)
+  dy = jnp.asarray(np.random.default_rng(2).normal(size=y.shape), jnp.bfloat16)
+  for got_t, want_t in zip((y, *pull(dy)), (y_want, *pull_want(dy.astype(jnp.float32)))):
+    assert got_t.dtype == jnp.bfloat16
+    assert relative(got_t.astype(jnp.float32), want_t) < 1e-2
+
+
+@pytest.mark.parametrize("impl", IMPLS[1:])
+def test_onednn_calls_side_by_side_share_the_cores(impl, monkeypatch):
+  """Independent calls that XLA runs at once, each asking for more threads than there are
+  cores: they take turns for the cores (none waits forever) and equal lax."""
+  monkeypatch.setattr(onednn, "_threads", lambda: 64)
+  x, kernel, strides, padding = operands(CASES[0])
+  grad = lambda fn: jax.grad(functools.partial(loss, fn), argnums=(0, 1))
+  views = lambda fn: lambda x, k: [grad(fn)(x * i, k, strides, padding) for i in (1, -2, 3)]
+  got = jax.jit(views(conv_lib.pick(impl)))(x, kernel)
+  for pair, want_pair in zip(got, views(lax.conv_general_dilated)(x, kernel)):
+    for g, want in zip(pair, want_pair):
+      assert relative(g, want) < 1e-5
 
 
 @pytest.mark.parametrize("impl", IMPLS)
