@@ -17,7 +17,8 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # one. A size limit turns on JAX's file lock, which concurrent processes need. Set
 # JAX_COMPILATION_CACHE_DIR to keep one across sessions: its settings are then yours (a size
 # limit on a directory first filled without one fails every write in JAX 0.10: its entries
-# have no access-time files).
+# have no access-time files). pytest-xdist's workers inherit the cache from the process that
+# starts them, which imports this file first, so they share one too.
 if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
   _cache = tempfile.mkdtemp(prefix="jaxssl-tests-xla-cache-")
   atexit.register(shutil.rmtree, _cache, ignore_errors=True)

@@ -18,7 +18,8 @@ Each direction is a JAX function with
 - a partitioning rule (``custom_partitioning``, with a Shardy rule): the convolution runs
   on each device's share of the batch; the weight gradient sums the shares over the batch's
   mesh axes. Sharded on anything but the batch, the operands are gathered first.
-Each call runs on the process's cores divided by its CPU devices, as OpenMP threads.
+Each call runs on the process's cores divided by its CPU devices, as OpenMP threads; calls
+that XLA runs side by side take turns for the cores rather than oversubscribe them.
 """
 
 from __future__ import annotations
