@@ -9,6 +9,7 @@ time per view image over a supervised step's time per image, same backbone and o
   python bench/train_step.py --suite vit_gpu # ViT-B/16 at 224, bfloat16 (vicreg_imagenet:vit_b16)
   python bench/train_step.py --suite cnn_cpu # the quickstart's CNN (vicreg_fashion_mnist)
   python bench/train_step.py --rounds 3      # every variant 3 times, taking turns
+  python bench/train_step.py --only bfloat16 # only the variants whose label says so
 
 Suites:
   cpu  ResNet-18 with the CIFAR stem at 32x32, projector 2048-2048-2048, two views of 64
@@ -16,7 +17,9 @@ Suites:
        number of XLA CPU devices (one, or one per core with the batch split between them),
        the convolution (model.conv: "fast", "xla", and "onednn" where jaxssl[onednn] is
        installed, also on one device and there once with glibc's 4 KiB pages), float32 /
-       bfloat16, and PyTorch with 2 threads in both memory formats.
+       bfloat16 (with "onednn" where the CPU has bfloat16 in hardware), and PyTorch with 2
+       threads in both memory formats and, channels-last, with bfloat16 autocast. The summary
+       compares each precision with PyTorch's in the same precision.
   cnn_cpu  The quickstart's step (configs/vicreg_fashion_mnist.py: its CNN, projector and
        batch of 256), jaxssl only: one XLA device per core with model.conv "fast" (the
        quickstart until oneDNN), and "auto" (oneDNN where installed) on one device and on

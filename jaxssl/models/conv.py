@@ -20,8 +20,8 @@ and a C++ compiler), for the convolutions ``"fast"`` covers.
 
 Other convolutions (input or kernel dilation, feature groups, channels not last, a preferred
 element type) are ``lax.conv_general_dilated``'s. ``"onednn"`` takes float32, and bfloat16
-where the CPU computes it in hardware (AVX512-BF16 or AMX: twice float32's rate on this
-project's CPU); it leaves other types to ``"fast"``.
+where the CPU computes it in hardware (AVX512-BF16 or AMX: 1.75-1.93x float32's rate per
+convolution on this project's CPU); it leaves other types to ``"fast"``.
 Values and gradients equal ``"xla"``'s up to the order of summation, under ``jit``, ``grad``
 (to any order), ``vmap`` and sharding; the gradients are written out (``jax.custom_vjp``), so
 forward-mode differentiation (``jax.jvp``, ``jax.jacfwd``) needs ``"xla"``.

@@ -11,8 +11,8 @@
 // Each takes the strides, the padding before and after each spatial axis, and the number of
 // OpenMP threads to use. Primitives are built once per shape and cached; the kernel is
 // reordered to (and the weight gradient from) oneDNN's preferred layout on every call.
-// JaxsslNativeBfloat16 says whether this CPU computes bfloat16 natively (else oneDNN would
-// emulate it, slower than float32).
+// JaxsslNativeBfloat16 says whether this CPU computes bfloat16 in hardware (else oneDNN would
+// emulate it in software).
 #include <omp.h>
 
 #include <algorithm>
