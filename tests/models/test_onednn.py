@@ -1,0 +1,96 @@
+"""model.conv="onednn" beyond what every implementation shares (test_conv.py): bfloat16 to its
+rounding, calls side by side, and what it says where it cannot run."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import lax
+
+from jaxssl.errors import ConfigError
+from jaxssl.models import conv as conv_lib
+from jaxssl.models import onednn
+from tests.models.conv_cases import CASES, IMPLS, NHWC, loss, operands, relative
+
+
+@pytest.mark.parametrize("impl", IMPLS[1:])
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_onednn_in_bfloat16_is_float32s_rounded(case, impl):
+  """bfloat16 operands: by oneDNN where the CPU has bfloat16 in hardware (else by "fast"),
+  values and both gradients in bfloat16 equal float32's on the same operands to bfloat16's
+  rounding (8 bits: 2^-8 of the largest value, and the sums' own rounding)."""
+  x, kernel, strides, padding = (t.astype(jnp.bfloat16) if hasattr(t, "astype") else t
+                                 for t in operands(case))
+  conv = lambda fn, dtype: lambda x, k: fn(x.astype(dtype), k.astype(dtype), strides, padding,
+                                           dimension_numbers=NHWC)
+  got = conv(conv_lib.pick(impl), jnp.bfloat16)
+  want = conv(lax.conv_general_dilated, jnp.float32)
+  lowered = jax.jit(got).lower(x, kernel).as_text()
+  assert ("jaxssl_onednn_forward" in lowered) == onednn.native_bfloat16()
+  y, pull = jax.vjp(jax.jit(got), x, kernel)
+  y_want, pull_want = jax.vjp(want, x, kernel)
+  dy = jnp.asarray(np.random.default_rng(2).normal(size=y.shape), jnp.bfloat16)
+  for got_t, want_t in zip((y, *pull(dy)), (y_want, *pull_want(dy.astype(jnp.float32)))):
+    assert got_t.dtype == jnp.bfloat16
+    assert relative(got_t.astype(jnp.float32), want_t) < 1e-2
+
+
+@pytest.mark.parametrize("impl", IMPLS[1:])
+def test_onednn_bfloat16_weight_gradient_where_taps_see_only_padding(impl):
+  """A 3x3 kernel over one pixel: eight taps see only padding, so their gradient is zero.
+  oneDNN 3.2 left them to whatever its scratchpad held about one call in four; called
+  again and again, the gradient stays exactly zero there."""
+  x, kernel, strides, padding = operands((1, 1, 1, 4, 4, 3, 2, "SAME"))
+  x, kernel = x.astype(jnp.bfloat16), kernel.astype(jnp.bfloat16)
+  grad = jax.jit(jax.grad(lambda k: jnp.sum(conv_lib.pick(impl)(
+      x, k, strides, padding, dimension_numbers=NHWC).astype(jnp.float32))))
+  for _ in range(20):
+    dw = np.asarray(grad(kernel).astype(jnp.float32))
+    assert not dw[[0, 0, 0, 1, 1, 2, 2, 2], [0, 1, 2, 0, 2, 0, 1, 2]].any()
+    np.testing.assert_allclose(dw[1, 1], np.broadcast_to(np.asarray(
+        x[0, 0, 0].astype(jnp.float32))[:, None], (4, 4)), rtol=1e-2)
+
+
+@pytest.mark.parametrize("impl", IMPLS[1:])
+def test_onednn_calls_side_by_side_share_the_cores(impl, monkeypatch):
+  """Independent calls that XLA runs at once, each asking for more threads than there are
+  cores: they take turns for the cores (none waits forever) and equal lax."""
+  monkeypatch.setattr(onednn, "_threads", lambda: 64)
+  x, kernel, strides, padding = operands(CASES[0])
+  grad = lambda fn: jax.grad(functools.partial(loss, fn), argnums=(0, 1))
+  views = lambda fn: lambda x, k: [grad(fn)(x * i, k, strides, padding) for i in (1, -2, 3)]
+  got = jax.jit(views(conv_lib.pick(impl)))(x, kernel)
+  for pair, want_pair in zip(got, views(lax.conv_general_dilated)(x, kernel)):
+    for g, want in zip(pair, want_pair):
+      assert relative(g, want) < 1e-5
+
+
+def test_onednn_off_cpu_names_the_key():
+  with pytest.raises(ConfigError, match="config.model.conv: 'onednn' runs on CPU only"):
+    conv_lib.check("onednn", "gpu")
+
+
+def test_onednn_without_its_library_or_compiler_says_how_to_install(monkeypatch, tmp_path):
+  monkeypatch.setattr(onednn, "prefix", lambda: tmp_path)
+  assert "oneDNN's headers are not in" in onednn.unavailable()
+  (tmp_path / "include" / "oneapi" / "dnnl").mkdir(parents=True)
+  (tmp_path / "include" / "oneapi" / "dnnl" / "dnnl.hpp").touch()
+  (tmp_path / "lib").mkdir()
+  (tmp_path / "lib" / "libdnnl.so").touch()
+  monkeypatch.setenv("CXX", "no-such-compiler")
+  assert onednn.unavailable() == "no C++ compiler (g++, or $CXX) on PATH"
+  monkeypatch.setattr(onednn, "load", onednn.load.__wrapped__)  # past the cached success
+  with pytest.raises(ConfigError, match=r"pip install 'jaxssl\[onednn\]'"):
+    onednn.load()
+
+
+def test_onednn_build_failure_quotes_the_compiler(monkeypatch, tmp_path):
+  if onednn.unavailable():
+    pytest.skip(onednn.unavailable())
+  monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # no cached library: a fresh build
+  monkeypatch.setenv("CXX", "false")  # a "compiler" that fails
+  with pytest.raises(ConfigError, match="building oneDNN's convolutions failed") as error:
+    onednn.build_library()
+  assert "set model.conv to 'fast' or 'xla'" in str(error.value)
