@@ -347,13 +347,14 @@ def render(result: dict) -> str:
   """The Markdown of a run: what ran where, the per-shape table, the networks' totals."""
   versions = ", ".join(f"{k} {r[k]}" for r in result["results"] for k in ("jax", "torch")
                        if k in r and r["label"] in ("xla", "pytorch"))
+  dtype = result.get("dtype", "float32")  # files from before --dtype are float32
   devices = ("1 XLA CPU device" if result["devices"] == 1 else
              f"{result['devices']} XLA CPU devices, the batch split between them")
   head = (f"{result['machine']['cpu']}; "
-          f"{', '.join(result['nets'])}; {result.get('dtype', 'float32')}; jaxssl on "
+          f"{', '.join(result['nets'])}; {dtype}; jaxssl on "
           f"{devices}; PyTorch {result['results'][-1]['threads']} threads, "
           f"channels-last; {versions}; {result['machine']['date']}")
-  return "\n".join([head, "", table(result["results"], result.get("dtype", "float32")),
+  return "\n".join([head, "", table(result["results"], dtype),
                     totals(result["results"], result["shapes"])])
 
 

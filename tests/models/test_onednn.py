@@ -16,6 +16,7 @@ from jaxssl.errors import ConfigError
 from jaxssl.models import conv as conv_lib
 from jaxssl.models import onednn
 from tests.models.conv_cases import CASES, IMPLS, NHWC, loss, operands, relative
+from tests.test_distributed import ROOT
 
 
 @pytest.mark.parametrize("impl", IMPLS[1:])
@@ -111,16 +112,16 @@ def test_onednn_strided_1x1_input_gradient_passes_over_brgconv_strided(impl, dty
     import jax, jax.numpy as jnp, numpy as np
     from jax import lax
     from jaxssl.models import conv
+    from tests.models.conv_cases import relative
     x = jnp.asarray(np.random.default_rng(0).normal(size=(4, 16, 16, 64)), "{dtype}")
     k = jnp.asarray(np.random.default_rng(1).normal(size=(1, 1, 64, 128)), "{dtype}")
     dx = lambda fn: jax.grad(lambda x: jnp.sum(fn(x, k, (2, 2), "SAME", dimension_numbers={NHWC})
                                                  .astype(jnp.float32) ** 2))
     got, want = jax.jit(dx(conv.pick("{impl}")))(x), dx(lax.conv_general_dilated)(x)
-    err = jnp.max(jnp.abs(got.astype(float) - want.astype(float))) / jnp.max(jnp.abs(want))
-    print("relative error", float(err))"""
+    print("relative error", relative(got.astype(float), want.astype(float)))"""
   env = {**os.environ, "ONEDNN_VERBOSE": "1", "JAX_PLATFORMS": "cpu"}
-  out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                       check=True).stdout
+  out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
+                       text=True, check=True).stdout
   calls = [line for line in out.splitlines() if ",exec," in line and ",backward_data," in line]
   assert calls and not any("brgconv_strided" in line for line in calls), calls
   error = float(out.rsplit("relative error", 1)[1])
