@@ -144,7 +144,10 @@ DEFAULT_CHOSEN = "last stage 1024"  # (89.40% at seed 0): run at every seed of -
 # The labels' reach at the default's shape and budget: supervised training (the table's
 # baseline recipe) with the default's CNN and length, at every seed.
 CEILING = {"model.widths": (32, 64, 128, 1024), "train.epochs": 2}
-PARTS = ("sweep", "table", "projector", "quickstart", "vit", "wide", "default", "ceiling")
+# The precisions the onednn part trains today's default in (model.dtype).
+PRECISIONS = ("float32", "bfloat16")
+PARTS = ("sweep", "table", "projector", "quickstart", "vit", "wide", "default", "ceiling",
+         "onednn")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -216,6 +219,11 @@ def plan(parts: list[str], seeds: list[int], table_epochs: int = 3) -> list[Run]
       runs.append(Run(f"ceiling/supervised/seed{seed}", "ceiling",
                       "supervised, the default's CNN and length", BASELINES["supervised"],
                       CEILING, seed))
+  if "onednn" in parts:
+    for seed in seeds:  # both precisions of a seed before the next seed: pairs at any stop
+      for dtype in PRECISIONS:
+        runs.append(Run(f"onednn/{dtype}/seed{seed}", "onednn", dtype, QUICKSTART_DEFAULT,
+                        {"model.dtype": dtype}, seed))
   return runs
 
 
@@ -232,9 +240,21 @@ FOLDER_DEFAULTS = {"eval_train_split": None, "path": None, "eval_path": None,
                    "on_bad_image": "fail", "index_dir": None}
 
 
+def conv_here(c) -> str:
+  """The convolution ``c`` runs with on this machine: ``model.conv``, or for ``"auto"`` on a
+  CPU where oneDNN is installed, ``"auto: onednn"`` (since 2026-12-05; "fast" before)."""
+  from jaxssl.models import conv  # pylint: disable=g-import-not-at-top
+  if c.model.conv == "auto" and conv.pick("auto") is conv.auto_cpu:
+    return "auto: onednn"
+  return c.model.conv
+
+
 def config_fingerprint(c, random_init: bool) -> str:
-  """The resolved config (where the data lives aside) and what is evaluated."""
+  """The resolved config (where the data lives aside), the convolution it runs with where
+  that is oneDNN's (``conv_here``; the runs before it ran another) and what is evaluated."""
   config = json.loads(c.to_json_best_effort())
+  if conv_here(c) == "auto: onednn":
+    config["model"]["conv"] = "auto: onednn"
   config["data"].pop("data_dir", None)
   for key, default in FOLDER_DEFAULTS.items():  # added since the first runs, unused by them
     if config["data"].get(key, default) == default:
@@ -339,6 +359,7 @@ def work(run: Run, workdir: pathlib.Path, smoke: bool, data_dir: str | None) -> 
       "train_s": train_s, "eval_s": time.perf_counter() - start - train_s,
       "spectrum": _spectrum(spectrum),
       "settings": {"method": c.method.name, "projector": c.model.projector,
+                   "conv": conv_here(c), "dtype": c.model.dtype,
                  "optim": c.optim.to_dict(), "epochs": c.train.epochs,
                  "steps": c.train.steps, "global_batch": c.train.global_batch,
                  "method_kwargs": {k: v for k, v in c.method.kwargs.items() if v is not None}},
@@ -385,7 +406,8 @@ def summarise(runs: dict) -> dict:
     if part == "table":
       part = f"table_e{result['overrides']['train.epochs']}"
     key = (result["label"] if part.startswith("table") or part in ("quickstart_default",
-                                                                    "default", "ceiling")
+                                                                    "default", "ceiling",
+                                                                    "onednn")
            else result["id"])
     rows = tables.setdefault(part, {})
     rows.setdefault(key, []).append(result)
@@ -505,7 +527,7 @@ def report(results: dict) -> str:
             f"\n{part[len('table_e'):]} epochs, the claims (paired over common seeds):\n",
             methods_stats.claims_markdown(runs, part)]
   for part in ("sweep", "projector", "quickstart", "quickstart_default", "vit", "wide",
-               "default", "ceiling"):
+               "default", "ceiling", "onednn"):
     if part not in tables:
       continue
     rows = dict(tables[part])
@@ -529,14 +551,16 @@ def report(results: dict) -> str:
       for label in (DEFAULT_CHOSEN, f"random init, {DEFAULT_CHOSEN}"):
         if label in tables.get("default", {}):
           rows[f"{label} (the default part's)"] = tables["default"][label]
-    out += ["", f"| {part} run | logistic % | ridge % | 200-NN % | RankMe | HSIC | MNIST % |",
-            "|---|---:|---:|---:|---:|---:|---:|"]
+    if part == "onednn" and DEFAULT_CHOSEN in tables.get("default", {}):  # the same, before
+      rows["float32 before, conv 'fast' (the default part's)"] = tables["default"][DEFAULT_CHOSEN]
+    out += ["", f"| {part} run | logistic % | ridge % | 200-NN % | RankMe | HSIC | MNIST % | "
+            "train s |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
     order = _projector_order if part == "projector" else (lambda kv: kv[0])
     for key, row in sorted(rows.items(), key=order):
       out.append(f"| {key.split('/', 1)[-1]} | {_cell(row, 'logistic')} | "
                  f"{_cell(row, 'ridge')} | {_cell(row, 'knn')} | "
                  f"{_cell(row, 'rankme', 1, 1)} | {_cell(row, 'hsic_mean', 1, 3)} | "
-                 f"{_cell(row, 'mnist_logistic')} |")
+                 f"{_cell(row, 'mnist_logistic')} | {_cell(row, 'train_s', 1, 0)} |")
   failed = [r for r in results.get("runs", {}).values() if "error" in r]
   for r in failed:
     out.append(f"\nfailed: {r['id']}: {r['error']}")
@@ -638,6 +662,11 @@ def main(argv=None) -> None:
   unknown = set(args.parts) - set(PARTS)
   if unknown:
     parser.error(f"unknown parts {sorted(unknown)}; choose from {', '.join(PARTS)}")
+  if "onednn" in args.parts:
+    from jaxssl.models import onednn  # pylint: disable=g-import-not-at-top
+    if reason := onednn.unavailable():
+      parser.error(f"the onednn part trains with oneDNN's convolutions, which cannot run here: "
+                   f"{reason}; install them with {onednn.INSTALL}.")
   args.seeds = [int(s) for s in args.seeds.split(",") if s]
   args.rows = [r for r in args.rows.split(",") if r]
   labels = {"random init", *SSL_CONFIGS, *BASELINES}

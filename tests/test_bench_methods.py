@@ -140,6 +140,26 @@ def test_ceiling_runs_train_the_supervised_baseline_as_the_default_is_trained():
     assert c[key].to_json_best_effort() == today[key].to_json_best_effort(), key
 
 
+def test_onednn_runs_train_todays_default_in_both_precisions(monkeypatch):
+  runs = bench_methods.plan(["onednn"], [0, 1])
+  assert [(r.label, r.seed) for r in runs] == [("float32", 0), ("bfloat16", 0),
+                                               ("float32", 1), ("bfloat16", 1)]
+  configure = bench_methods._configure  # pylint: disable=protected-access
+  today = configure(bench_methods.Run("today", "default", "", bench_methods.QUICKSTART_DEFAULT,
+                                      {}), False, None)
+  float32, bfloat16 = (configure(r, False, None) for r in runs[:2])
+  assert float32.to_json_best_effort() == today.to_json_best_effort()
+  assert bfloat16.model.dtype == "bfloat16"
+  bfloat16.model.dtype = "float32"
+  assert bfloat16.to_json_best_effort() == today.to_json_best_effort()
+  # The same config run with oneDNN's convolutions is not the same run as one without them.
+  keys = {}
+  for conv in ("auto", "auto: onednn"):
+    monkeypatch.setattr(bench_methods, "conv_here", lambda c, conv=conv: conv)
+    keys[conv] = bench_methods.fingerprint(runs[0], False)
+  assert keys["auto"] != keys["auto: onednn"]
+
+
 def test_two_drivers_fill_one_results_file(tmp_path):
   """Each driver's save merges its new run into the file as it is, not as it read it."""
   path = tmp_path / "methods.json"
