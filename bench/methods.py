@@ -561,10 +561,34 @@ def report(results: dict) -> str:
                  f"{_cell(row, 'ridge')} | {_cell(row, 'knn')} | "
                  f"{_cell(row, 'rankme', 1, 1)} | {_cell(row, 'hsic_mean', 1, 3)} | "
                  f"{_cell(row, 'mnist_logistic')} | {_cell(row, 'train_s', 1, 0)} |")
+  if "onednn" in tables:
+    out += ["", precision_markdown(results.get("runs", {}))]
   failed = [r for r in results.get("runs", {}).values() if "error" in r]
   for r in failed:
     out.append(f"\nfailed: {r['id']}: {r['error']}")
   return "\n".join(out)
+
+
+def precision_markdown(runs: dict) -> str:
+  """The onednn part paired by seed: bfloat16 against float32, and float32 against the same
+  recipe before oneDNN and the allocator setting (the default part's runs of today's default;
+  their training time only where a seed ran on the same CPU kind)."""
+  def by_seed(part: str, label: str) -> dict[int, dict]:
+    return {r["seed"]: r for r in runs.values()
+            if "error" not in r and (r["part"], r["label"]) == (part, label)}
+  float32, bfloat16 = by_seed("onednn", "float32"), by_seed("onednn", "bfloat16")
+  before = by_seed("default", DEFAULT_CHOSEN)
+  same_cpu = {s: r for s, r in before.items() if s in float32 and
+              methods_stats.machine_of(r) == methods_stats.machine_of(float32[s])}
+  lines = list(methods_stats.CLAIMS_HEADER)
+  for claim, first, second, seconds in (
+      ("bfloat16 - float32", bfloat16, float32, float32),
+      ("float32 - before (conv 'fast', 4 KiB pages)", float32, before, same_cpu)):
+    for number in ("logistic", "ridge", "knn", "train_s"):
+      against = seconds if number == "train_s" else second
+      lines.append(methods_stats.paired_markdown(
+          claim, number, methods_stats.paired(first, against, number)))
+  return "\n".join(lines)
 
 
 def same_row(run: dict, other: dict) -> bool:

@@ -95,21 +95,27 @@ def claims(runs: dict, part: str) -> list[dict]:
 
 
 def _pct(number: str) -> float:
-  return 1.0 if number in ("rankme",) else 100.0
+  return 1.0 if number in ("rankme", "train_s") else 100.0
+
+
+CLAIMS_HEADER = ["| claim | number | seeds | paired difference | 95% interval | verdict |",
+                 "|---|---|---:|---:|---|---|"]
+
+
+def paired_markdown(claim: str, number: str, result: dict | None) -> str:
+  """One row of a claims table: ``result`` is ``paired``'s (None: too few common seeds)."""
+  if result is None:
+    return f"| {claim} | {number} | - | - | - | {verdict(result)} |"
+  scale = _pct(number)
+  lo, hi = (scale * x for x in result["ci95"])
+  return (f"| {claim} | {number} | {result['n']} | {scale * result['mean']:+.2f} | "
+          f"[{lo:+.2f}, {hi:+.2f}] | {verdict(result)} |")
 
 
 def claims_markdown(runs: dict, part: str) -> str:
-  lines = ["| claim | number | seeds | paired difference | 95% interval | verdict |",
-           "|---|---|---:|---:|---|---|"]
+  lines = list(CLAIMS_HEADER)
   for c in claims(runs, part):
-    p, scale = c["paired"], _pct(c["number"])
-    if p is None:
-      lines.append(f"| {c['row']} - {c['against']} | {c['number']} | - | - | - | "
-                   f"{c['verdict']} |")
-      continue
-    lo, hi = (scale * x for x in p["ci95"])
-    lines.append(f"| {c['row']} - {c['against']} | {c['number']} | {p['n']} | "
-                 f"{scale * p['mean']:+.2f} | [{lo:+.2f}, {hi:+.2f}] | {c['verdict']} |")
+    lines.append(paired_markdown(f"{c['row']} - {c['against']}", c["number"], c["paired"]))
   return "\n".join(lines)
 
 

@@ -192,6 +192,26 @@ def test_intervals_and_paired_claims():
       "fewer than 2 common seeds")
 
 
+def test_precision_pairs_by_seed_and_times_only_on_one_cpu():
+  def run(part, label, seed, logistic, train_s, cpu="A"):
+    return {"part": part, "label": label, "seed": seed, "logistic": logistic, "ridge": logistic,
+            "knn": logistic, "train_s": train_s, "machine": {"cpu": cpu}}
+  runs = {}
+  for seed in range(3):
+    runs[f"f{seed}"] = run("onednn", "float32", seed, 0.890 + 0.001 * seed, 300.0 + seed)
+    runs[f"b{seed}"] = run("onednn", "bfloat16", seed, 0.880 + 0.001 * seed, 250.0 - seed)
+    runs[f"d{seed}"] = run("default", bench_methods.DEFAULT_CHOSEN, seed, 0.895, 500.0,
+                           cpu="B" if seed == 0 else "A")  # seed 0 timed on another CPU
+  lines = bench_methods.precision_markdown(runs).splitlines()
+  row = lambda claim, number: next(line for line in lines
+                                   if line.startswith(f"| {claim} | {number} |"))
+  assert "| 3 | -1.00 |" in row("bfloat16 - float32", "logistic")
+  assert "| 3 | -52.00 |" in row("bfloat16 - float32", "train_s")
+  before = "float32 - before (conv 'fast', 4 KiB pages)"
+  assert "| 3 | -0.40 |" in row(before, "logistic")
+  assert "| 2 | -198.50 |" in row(before, "train_s")  # seeds 1 and 2 only
+
+
 def test_verify_finds_todays_recipe_and_its_row():
   """A run recorded under an older switch name is re-run as today's plan names it, and its
   row is every seed of the same part, label and overrides whatever the config path said."""
