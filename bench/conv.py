@@ -71,17 +71,19 @@ def resnet_shapes(depth: int, stem: str, size: int, batch: int) -> list[dict]:
   return shapes
 
 
-def convnet_shapes(widths=(32, 64, 128, 1024), size=28, batch=128) -> list[dict]:
-  """The quickstart's CNN (configs/vicreg_fashion_mnist.py): 3x3 convolutions, two per stage,
-  2x2 max-pool between stages; ``batch``: a device's share of both views at batch 256 on 2
-  devices."""
+def convnet_shapes(batch=128, size=28, convs_per_stage=None) -> list[dict]:
+  """The quickstart's CNN as configs/vicreg_fashion_mnist.py sets it (its widths, and its
+  convolutions per stage unless ``convs_per_stage`` is given: one, from
+  jaxssl.config.fashion_mnist_config): 3x3 convolutions, 2x2 max-pool between stages;
+  ``batch``: a device's share of both views at batch 256 on 2 devices."""
+  from jaxssl import config as config_lib  # pylint: disable=g-import-not-at-top
+  m = config_lib.load(str(ROOT / "configs" / "vicreg_fashion_mnist.py")).model
   shapes, channels = [], 1
-  for stage, width in enumerate(widths):
-    if stage:
-      size //= 2
-    shapes.append(dict(n=batch, size=size, c=channels, f=width, k=3, s=1, stem=not stage))
-    shapes.append(dict(n=batch, size=size, c=width, f=width, k=3, s=1, stem=False))
-    channels = width
+  for stage, width in enumerate(m.widths):
+    size = size // 2 if stage else size
+    for _ in range(convs_per_stage or m.convs_per_stage):
+      shapes.append(dict(n=batch, size=size, c=channels, f=width, k=3, s=1, stem=not shapes))
+      channels = width
   return shapes
 
 
@@ -89,6 +91,9 @@ NETS = {
     "resnet18": lambda: resnet_shapes(18, "cifar", 32, 64),
     "resnet50": lambda: resnet_shapes(50, "imagenet", 224, 8),
     "convnet": convnet_shapes,
+    # The same CNN with ConvNet's default of two convolutions per stage: its 3x3 1024-to-1024
+    # kernel (9.4M weights) is the one "auto" leaves to "fast" in float32 (jaxssl/models/conv.py).
+    "convnet_2x": lambda: convnet_shapes(convs_per_stage=2),
 }
 
 

@@ -9,12 +9,16 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxssl import config as config_lib
 from jaxssl.models.convnet import ConvNet
 from jaxssl.models.resnet import ResNet18, ResNet50
 from tests.test_distributed import ROOT
 
 sys.path.insert(0, str(ROOT / "bench"))
 import conv  # noqa: E402  pylint: disable=g-import-not-at-top
+
+# The quickstart's CNN as its config file sets it (one convolution per stage).
+QUICKSTART = config_lib.load(str(ROOT / "configs" / "vicreg_fashion_mnist.py")).model
 
 
 def conv_flops(model: nn.Module, shape) -> float:
@@ -39,7 +43,8 @@ def conv_flops(model: nn.Module, shape) -> float:
 @pytest.mark.parametrize("net,model,shape", [
     ("resnet18", ResNet18(stem="cifar", conv="xla"), (64, 32, 32, 3)),
     ("resnet50", ResNet50(stem="imagenet", conv="xla"), (8, 224, 224, 3)),
-    ("convnet", ConvNet(widths=(32, 64, 128, 1024), conv="xla"), (128, 28, 28, 1)),
+    ("convnet", ConvNet(widths=QUICKSTART.widths, convs_per_stage=QUICKSTART.convs_per_stage,
+                        conv="xla"), (128, 28, 28, 1)),
 ])
 def test_the_shapes_are_the_networks_convolutions(net, model, shape):
   shapes = conv.NETS[net]()

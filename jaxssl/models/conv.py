@@ -47,8 +47,8 @@ from jaxssl.models import onednn
 CONVS = ("auto", "xla", "fast", "onednn")
 # "auto" on a CPU where oneDNN is installed: oneDNN's convolution for kernels of up to this
 # many weights, "fast" for larger ones, where oneDNN measured slower on this project's CPU
-# (the Fashion-MNIST CNN's 3x3 1024-to-1024 convolution at 3x3 pixels, 9.4M weights: 0.6x
-# of "fast"; every ResNet-18 and ResNet-50 kernel, 2.4M weights at most, ran faster by
+# (a 3x3 1024-to-1024 convolution at 3x3 pixels, 9.4M weights: 0.6x of "fast"; every kernel
+# of ResNet-18, ResNet-50 and the quickstart's CNN, 2.4M weights at most, ran faster by
 # oneDNN; bench/README.md, "Convolutions").
 AUTO_ONEDNN_MAX_WEIGHTS = 4 * 2**20
 
