@@ -27,8 +27,8 @@ Values and gradients equal ``"xla"``'s up to the order of summation, under ``jit
 forward-mode differentiation (``jax.jvp``, ``jax.jacfwd``) needs ``"xla"``.
 
 ``"auto"`` (the default) is what measured fastest on the platform the model runs on (``pick``):
-on a CPU, ``"onednn"`` where it is installed, but ``"fast"`` for the largest kernels; lax's
-convolution wherever nothing was measured to beat it (GPU and TPU so far).
+on a CPU, ``"onednn"`` where it is installed, but ``"fast"`` for the largest float32 kernels;
+lax's convolution wherever nothing was measured to beat it (GPU and TPU so far).
 """
 
 from __future__ import annotations
@@ -45,12 +45,14 @@ from jaxssl.errors import ConfigError
 from jaxssl.models import onednn
 
 CONVS = ("auto", "xla", "fast", "onednn")
-# "auto" on a CPU where oneDNN is installed: oneDNN's convolution for kernels of up to this
-# many weights, "fast" for larger ones, where oneDNN measured slower on this project's CPU
-# (a 3x3 1024-to-1024 convolution at 3x3 pixels, 9.4M weights: 0.6x of "fast"; every kernel
-# of ResNet-18, ResNet-50 and the quickstart's CNN, 2.4M weights at most, ran faster by
-# oneDNN; bench/README.md, "Convolutions").
-AUTO_ONEDNN_MAX_WEIGHTS = 4 * 2**20
+# "auto" on a CPU where oneDNN is installed: oneDNN's convolution for float32 kernels of up
+# to this many weights, "fast" for larger ones, where oneDNN measured slower on this
+# project's CPU (a 3x3 1024-to-1024 convolution at 3x3 pixels, 9.4M weights: 0.6x of
+# "fast"; every kernel of ResNet-18, ResNet-50 and the quickstart's CNN, 2.4M weights at
+# most, ran faster by oneDNN). In bfloat16 oneDNN takes every kernel: on that convolution it
+# ran at 1.9x "fast"'s rate, which gains nothing from bfloat16 on XLA:CPU (bench/README.md,
+# "Convolutions").
+AUTO_ONEDNN_MAX_WEIGHTS = {"float32": 4 * 2**20}
 
 
 def check(name: str, platform: str | None = None) -> None:
@@ -69,8 +71,8 @@ def check(name: str, platform: str | None = None) -> None:
 def pick(name: str, platform: str | None = None):
   """The ``conv_general_dilated`` that ``model.conv``'s value ``name`` names. ``"auto"`` on
   ``platform`` (default: JAX's default backend): on a CPU, oneDNN's where it is installed for
-  kernels of up to ``AUTO_ONEDNN_MAX_WEIGHTS`` weights and ``"fast"`` otherwise; elsewhere
-  lax's, as nothing was measured to beat it on GPU or TPU."""
+  kernels within ``AUTO_ONEDNN_MAX_WEIGHTS`` and ``"fast"`` otherwise; elsewhere lax's, as
+  nothing was measured to beat it on GPU or TPU."""
   if name == "auto":
     if (platform or jax.default_backend()) != "cpu":
       return lax.conv_general_dilated
@@ -123,16 +125,18 @@ def onednn_conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=
                                 preferred_element_type=None, *, max_weights=None):
   """``lax.conv_general_dilated``'s signature and values, by oneDNN where ``"fast"`` covers
   the convolution, in float32 or (on a CPU with bfloat16 in hardware) bfloat16, ``precision``
-  aside (oneDNN accumulates in float32), and the kernel has at most ``max_weights`` weights
-  (None: any), else ``"fast"``'s."""
+  aside (oneDNN accumulates in float32), and the kernel has at most ``max_weights[dtype]``
+  weights (``max_weights`` maps an element type's name to a limit; a type it does not name
+  has none), else ``"fast"``'s."""
   args = (lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers,
           feature_group_count, batch_group_count, precision, preferred_element_type)
   strides = tuple(int(s) for s in window_strides)
   pads = _covered_pads(lhs, rhs, strides, padding, lhs_dilation, rhs_dilation,
                        dimension_numbers, feature_group_count, batch_group_count,
                        preferred_element_type)
+  limit = (max_weights or {}).get(jnp.dtype(rhs.dtype).name)
   if (pads is not None and lhs.dtype == rhs.dtype and _onednn_computes(lhs.dtype)
-      and (max_weights is None or rhs.size <= max_weights)):
+      and (limit is None or rhs.size <= limit)):
     return onednn.forward(lhs, rhs, (strides, pads))
   return conv_general_dilated(*args)
 

@@ -105,16 +105,20 @@ def test_auto_picks_by_platform():
 
 
 @pytest.mark.parametrize("impl", IMPLS[1:])
-def test_auto_leaves_the_largest_kernels_to_fast(impl, monkeypatch):
-  """On a CPU with oneDNN: oneDNN's calls for kernels up to the limit, none above it."""
+def test_auto_leaves_the_largest_float32_kernels_to_fast(impl, monkeypatch):
+  """On a CPU with oneDNN: oneDNN's calls for float32 kernels up to the limit, none above it;
+  in bfloat16 (where the CPU computes it) for every kernel."""
   x, kernel, strides, padding = operands(CASES[0])  # a 3x3 kernel of 16 x 32
   for limit, calls in ((kernel.size, 1), (kernel.size - 1, 0)):
     monkeypatch.setattr(conv_lib, "auto_cpu", functools.partial(
-        conv_lib.onednn_conv_general_dilated, max_weights=limit))
+        conv_lib.onednn_conv_general_dilated,
+        max_weights={**conv_lib.AUTO_ONEDNN_MAX_WEIGHTS, "float32": limit}))
     auto = conv_lib.pick("auto", "cpu")
-    text = jax.jit(lambda x, k: auto(x, k, strides, padding, dimension_numbers=NHWC)).lower(
-        x, kernel).as_text()
-    assert text.count("jaxssl_onednn_forward") == calls
+    lower = lambda *operands: jax.jit(  # pylint: disable=cell-var-from-loop
+        lambda x, k: auto(x, k, strides, padding, dimension_numbers=NHWC)).lower(*operands)
+    assert lower(x, kernel).as_text().count("jaxssl_onednn_forward") == calls
+    halves = lower(x.astype(jnp.bfloat16), kernel.astype(jnp.bfloat16)).as_text()
+    assert halves.count("jaxssl_onednn_forward") == int(onednn.native_bfloat16())
     got = jax.jit(lambda x, k: auto(x, k, strides, padding, dimension_numbers=NHWC))(x, kernel)
     assert relative(got, lax.conv_general_dilated(x, kernel, strides, padding,
                                                   dimension_numbers=NHWC)) < 1e-5
