@@ -38,6 +38,10 @@ Parts:
   (2 epochs), seed 0, against that default's seed-0 run; the changes the other searches left
   open (learning rate, warm-up, crop range, the method, a still wider last stage with its
   random init), and the one that reached 89% (last stage 1024, today's default) at every seed.
+- ``onednn``: today's default as ``launch/quickstart.sh`` has run it since 2026-12-05
+  (``model.conv="auto"`` finds ``jaxssl[onednn]`` and runs oneDNN's convolutions: the same
+  recipe in another summation order), in float32 and in bfloat16, at every seed; beside the
+  ``default`` part's seeds of the same recipe from before. It needs oneDNN installed.
 
 Every run is evaluated on the backbone's features: logistic and ridge probes, 200-NN, RankMe,
 the covariance spectrum, the mean pairwise normalised HSIC between features (512 test images)

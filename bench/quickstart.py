@@ -4,13 +4,17 @@ online probe) under the settings the quickstart has had.
 
   python bench/quickstart.py                # 160 steps per setting, one round
   python bench/quickstart.py --rounds 2 --steps 120
+  python bench/quickstart.py --rounds 2 --steps 120 --only "(the quickstart)" bfloat16 \
+      --out bench/results/quickstart_bfloat16.json   # bfloat16 beside the quickstart
 
-Settings: the XLA CPU device count, ``model.conv`` and the host allocator (launch/_cpu.sh's
-``GLIBC_TUNABLES``, or glibc's default 4 KiB pages). Each runs as its own process in a fresh
+Settings: the XLA CPU device count, ``model.conv``, the host allocator (launch/_cpu.sh's
+``GLIBC_TUNABLES``, or glibc's default 4 KiB pages) and ``model.dtype``; ``--only`` runs the
+settings whose labels contain one of its words. Each runs as its own process in a fresh
 workdir; the settings take turns round by round. A run's rate is the median of its logged
 images/s over every log interval but the first (which holds the compilation); the table gives
 the median over rounds, its wall time (start-up, compilation and the final k-NN included),
-and the speed-up over the first setting (the quickstart before oneDNN and the allocator).
+and the speed-up over the first setting run (of all: the quickstart before oneDNN and the
+allocator).
 Needs the Fashion-MNIST idx files (the Debian package dataset-fashion-mnist).
 """
 
@@ -33,22 +37,25 @@ from methods import cpu_kind  # noqa: E402  (this directory's)
 from train_step import ALLOCATOR  # noqa: E402  (launch/_cpu.sh's setting)
 
 HUGE = ALLOCATOR["GLIBC_TUNABLES"]
-SETTINGS = (  # label, devices, model.conv, GLIBC_TUNABLES
-    ("2 devices, conv fast, 4 KiB pages (before)", 2, "fast", ""),
-    ("2 devices, conv fast", 2, "fast", HUGE),
-    ("2 devices, conv auto, 4 KiB pages", 2, "auto", ""),
-    ("2 devices, conv auto (the quickstart)", 2, "auto", HUGE),
-    ("1 device, conv auto", 1, "auto", HUGE),
+SETTINGS = (  # label, devices, model.conv, GLIBC_TUNABLES, model.dtype
+    ("2 devices, conv fast, 4 KiB pages (before)", 2, "fast", "", "float32"),
+    ("2 devices, conv fast", 2, "fast", HUGE, "float32"),
+    ("2 devices, conv auto, 4 KiB pages", 2, "auto", "", "float32"),
+    ("2 devices, conv auto (the quickstart)", 2, "auto", HUGE, "float32"),
+    ("1 device, conv auto", 1, "auto", HUGE, "float32"),
+    ("2 devices, conv auto, bfloat16", 2, "auto", HUGE, "bfloat16"),
 )
 
 
-def run(devices: int, conv: str, tunables: str, steps: int, workdir: pathlib.Path) -> dict:
+def run(devices: int, conv: str, tunables: str, dtype: str, steps: int,
+        workdir: pathlib.Path) -> dict:
   env = {**os.environ, "GLIBC_TUNABLES": tunables, "JAX_PLATFORMS": "cpu",
          "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
   log_every = max(1, steps // 4)
   command = [sys.executable, "-m", "jaxssl.train", "--config",
              "configs/vicreg_fashion_mnist.py", "--workdir", str(workdir),
-             f"--config.model.conv={conv}", f"--config.train.steps={steps}",
+             f"--config.model.conv={conv}", f"--config.model.dtype={dtype}",
+             f"--config.train.steps={steps}",
              f"--config.train.log_every={log_every}"]
   start = time.perf_counter()
   done = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True)
@@ -65,17 +72,23 @@ def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--steps", type=int, default=160)
   parser.add_argument("--rounds", type=int, default=1)
+  parser.add_argument("--only", nargs="+", default=None,
+                      help="run the settings whose labels contain one of these")
   parser.add_argument("--out", default="bench/results/quickstart.json")
   args = parser.parse_args()
-  runs: dict[str, list[dict]] = {label: [] for label, *_ in SETTINGS}
+  settings = [s for s in SETTINGS if not args.only or any(w in s[0] for w in args.only)]
+  if not settings:
+    parser.error(f"--only {args.only} matches no setting; the settings: "
+                 f"{'; '.join(s[0] for s in SETTINGS)}")
+  runs: dict[str, list[dict]] = {label: [] for label, *_ in settings}
   with tempfile.TemporaryDirectory() as tmp:
     for n in range(args.rounds):
-      for i, (label, devices, conv, tunables) in enumerate(SETTINGS):
-        r = run(devices, conv, tunables, args.steps, pathlib.Path(tmp) / f"{n}_{i}")
+      for i, (label, devices, conv, tunables, dtype) in enumerate(settings):
+        r = run(devices, conv, tunables, dtype, args.steps, pathlib.Path(tmp) / f"{n}_{i}")
         runs[label].append(r)
         print(f"round {n + 1}: {label:<44}{r['images_per_s']:>8.1f} images/s"
               f"{r['wall_s']:>8.1f} s", flush=True)
-  base = statistics.median(r["images_per_s"] for r in runs[SETTINGS[0][0]])
+  base = statistics.median(r["images_per_s"] for r in runs[settings[0][0]])
   rows = []
   print(f"\n{'setting':<44}{'images/s':>10}{'wall s':>9}{'speed-up':>10}")
   for label, results in runs.items():
