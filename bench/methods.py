@@ -364,9 +364,10 @@ def work(run: Run, workdir: pathlib.Path, smoke: bool, data_dir: str | None) -> 
       "spectrum": _spectrum(spectrum),
       "settings": {"method": c.method.name, "projector": c.model.projector,
                    "conv": conv_here(c), "dtype": c.model.dtype,
-                 "optim": c.optim.to_dict(), "epochs": c.train.epochs,
-                 "steps": c.train.steps, "global_batch": c.train.global_batch,
-                 "method_kwargs": {k: v for k, v in c.method.kwargs.items() if v is not None}},
+                   "optim": c.optim.to_dict(), "epochs": c.train.epochs,
+                   "steps": c.train.steps, "global_batch": c.train.global_batch,
+                   "method_kwargs": {k: v for k, v in c.method.kwargs.items()
+                                     if v is not None}},
   }
 
 

