@@ -42,6 +42,9 @@ Parts:
   (``model.conv="auto"`` finds ``jaxssl[onednn]`` and runs oneDNN's convolutions: the same
   recipe in another summation order), in float32 and in bfloat16, at every seed; beside the
   ``default`` part's seeds of the same recipe from before. It needs oneDNN installed.
+- ``maxpool``: the same float32 runs since the CNN's 2x2 max-pool is a reshape and a
+  reduction (``jaxssl.models.convnet.max_pool_2x2``: the same values and gradients, another
+  compiled step, so another summation order), beside the ``onednn`` part's float32 seeds.
 
 Every run is evaluated on the backbone's features: logistic and ridge probes, 200-NN, RankMe,
 the covariance spectrum, the mean pairwise normalised HSIC between features (512 test images)
@@ -151,7 +154,7 @@ CEILING = {"model.widths": (32, 64, 128, 1024), "train.epochs": 2}
 # The precisions the onednn part trains today's default in (model.dtype).
 PRECISIONS = ("float32", "bfloat16")
 PARTS = ("sweep", "table", "projector", "quickstart", "vit", "wide", "default", "ceiling",
-         "onednn")
+         "onednn", "maxpool")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -228,6 +231,10 @@ def plan(parts: list[str], seeds: list[int], table_epochs: int = 3) -> list[Run]
       for dtype in PRECISIONS:
         runs.append(Run(f"onednn/{dtype}/seed{seed}", "onednn", dtype, QUICKSTART_DEFAULT,
                         {"model.dtype": dtype}, seed))
+  if "maxpool" in parts:
+    for seed in seeds:
+      runs.append(Run(f"maxpool/float32/seed{seed}", "maxpool", "float32", QUICKSTART_DEFAULT,
+                      {"model.dtype": "float32"}, seed))
   return runs
 
 
@@ -255,10 +262,13 @@ def conv_here(c) -> str:
 
 def config_fingerprint(c, random_init: bool) -> str:
   """The resolved config (where the data lives aside), the convolution it runs with where
-  that is oneDNN's (``conv_here``; the runs before it ran another) and what is evaluated."""
+  that is oneDNN's (``conv_here``; the runs before it ran another), the CNN's max-pool since
+  it is ``max_pool_2x2`` (2026-12-05; ``nn.max_pool`` before) and what is evaluated."""
   config = json.loads(c.to_json_best_effort())
   if conv_here(c) == "auto: onednn":
     config["model"]["conv"] = "auto: onednn"
+  if c.model.backbone == "convnet":
+    config["model"]["pool"] = "max_pool_2x2"
   config["data"].pop("data_dir", None)
   for key, default in FOLDER_DEFAULTS.items():  # added since the first runs, unused by them
     if config["data"].get(key, default) == default:
@@ -412,7 +422,7 @@ def summarise(runs: dict) -> dict:
       part = f"table_e{result['overrides']['train.epochs']}"
     key = (result["label"] if part.startswith("table") or part in ("quickstart_default",
                                                                     "default", "ceiling",
-                                                                    "onednn")
+                                                                    "onednn", "maxpool")
            else result["id"])
     rows = tables.setdefault(part, {})
     rows.setdefault(key, []).append(result)
@@ -532,7 +542,7 @@ def report(results: dict) -> str:
             f"\n{part[len('table_e'):]} epochs, the claims (paired over common seeds):\n",
             methods_stats.claims_markdown(runs, part)]
   for part in ("sweep", "projector", "quickstart", "quickstart_default", "vit", "wide",
-               "default", "ceiling", "onednn"):
+               "default", "ceiling", "onednn", "maxpool"):
     if part not in tables:
       continue
     rows = dict(tables[part])
@@ -582,12 +592,14 @@ def precision_markdown(runs: dict) -> str:
     return {r["seed"]: r for r in runs.values()
             if "error" not in r and (r["part"], r["label"]) == (part, label)}
   float32, bfloat16 = by_seed("onednn", "float32"), by_seed("onednn", "bfloat16")
+  pool = by_seed("maxpool", "float32")
   before = by_seed("default", DEFAULT_CHOSEN)
   same_cpu = {s: r for s, r in before.items() if s in float32 and
               methods_stats.machine_of(r) == methods_stats.machine_of(float32[s])}
   lines = list(methods_stats.CLAIMS_HEADER)
   for claim, first, second, seconds in (
       ("bfloat16 - float32", bfloat16, float32, float32),
+      ("float32, max_pool_2x2 - float32", pool, float32, float32),
       ("float32 - before (conv 'fast', 4 KiB pages)", float32, before, same_cpu)):
     for number in ("logistic", "ridge", "knn", "train_s"):
       against = seconds if number == "train_s" else second
@@ -691,7 +703,7 @@ def main(argv=None) -> None:
   unknown = set(args.parts) - set(PARTS)
   if unknown:
     parser.error(f"unknown parts {sorted(unknown)}; choose from {', '.join(PARTS)}")
-  if "onednn" in args.parts:
+  if {"onednn", "maxpool"} & set(args.parts):
     from jaxssl.models import onednn  # pylint: disable=g-import-not-at-top
     if reason := onednn.unavailable():
       parser.error(f"the onednn part trains with oneDNN's convolutions, which cannot run here: "
