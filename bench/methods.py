@@ -585,9 +585,10 @@ def report(results: dict) -> str:
 
 
 def precision_markdown(runs: dict) -> str:
-  """The onednn part paired by seed: bfloat16 against float32, and float32 against the same
-  recipe before oneDNN and the allocator setting (the default part's runs of today's default;
-  their training time only where a seed ran on the same CPU kind)."""
+  """The onednn part paired by seed: bfloat16 against float32, the maxpool part's float32
+  against it, and float32 against the same recipe before oneDNN and the allocator setting (the
+  default part's runs of today's default; their training time only where a seed ran on the
+  same CPU kind)."""
   def by_seed(part: str, label: str) -> dict[int, dict]:
     return {r["seed"]: r for r in runs.values()
             if "error" not in r and (r["part"], r["label"]) == (part, label)}

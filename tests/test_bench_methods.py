@@ -157,6 +157,11 @@ def test_onednn_runs_train_todays_default_in_both_precisions(monkeypatch):
     monkeypatch.setattr(bench_methods, "conv_here", lambda c, conv=conv: conv)
     keys[conv] = bench_methods.fingerprint(runs[0], False)
   assert keys["auto"] != keys["auto: onednn"]
+  # The maxpool part: the float32 row again, under its own name and a new fingerprint.
+  again = bench_methods.plan(["maxpool"], [0])
+  assert [(r.id, r.overrides) for r in again] == [("maxpool/float32/seed0", runs[0].overrides)]
+  config = json.loads(configure(again[0], False, None).to_json_best_effort())
+  assert "pool" not in config["model"]  # the fingerprint adds it, the config has no such key
 
 
 def test_two_drivers_fill_one_results_file(tmp_path):
