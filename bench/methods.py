@@ -265,8 +265,7 @@ def config_fingerprint(c, random_init: bool) -> str:
   that is oneDNN's (``conv_here``; the runs before it ran another), the CNN's max-pool since
   it is ``max_pool_2x2`` (2026-12-05; ``nn.max_pool`` before) and what is evaluated."""
   config = json.loads(c.to_json_best_effort())
-  if conv_here(c) == "auto: onednn":
-    config["model"]["conv"] = "auto: onednn"
+  config["model"]["conv"] = conv_here(c)
   if c.model.backbone == "convnet":
     config["model"]["pool"] = "max_pool_2x2"
   config["data"].pop("data_dir", None)
@@ -704,11 +703,11 @@ def main(argv=None) -> None:
   unknown = set(args.parts) - set(PARTS)
   if unknown:
     parser.error(f"unknown parts {sorted(unknown)}; choose from {', '.join(PARTS)}")
-  if {"onednn", "maxpool"} & set(args.parts):
+  if needs := [p for p in ("onednn", "maxpool") if p in args.parts]:
     from jaxssl.models import onednn  # pylint: disable=g-import-not-at-top
     if reason := onednn.unavailable():
-      parser.error(f"the onednn part trains with oneDNN's convolutions, which cannot run here: "
-                   f"{reason}; install them with {onednn.INSTALL}.")
+      parser.error(f"the parts {', '.join(needs)} train with oneDNN's convolutions, which cannot "
+                   f"run here: {reason}; install them with {onednn.INSTALL}.")
   args.seeds = [int(s) for s in args.seeds.split(",") if s]
   args.rows = [r for r in args.rows.split(",") if r]
   labels = {"random init", *SSL_CONFIGS, *BASELINES}

@@ -26,8 +26,14 @@ def max_pool_2x2(x):
   7 ms this way (bench/README.md, "The quickstart's trainer"). The gradient is written out
   (``jax.custom_vjp``), so forward-mode differentiation (``jax.jvp``) is not defined for it,
   as for ``model.conv``'s ``"fast"`` and ``"onednn"``."""
+  return _windows(x).max(axis=(2, 4))
+
+
+def _windows(x):
+  """``x``'s 2x2 windows, as ``(n, h // 2, 2, w // 2, 2, c)``: its row in a window on axis 2,
+  its column on axis 4."""
   n, h, w, c = x.shape
-  return x[:, : h // 2 * 2, : w // 2 * 2].reshape(n, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
+  return x[:, : h // 2 * 2, : w // 2 * 2].reshape(n, h // 2, 2, w // 2, 2, c)
 
 
 def _max_pool_2x2_fwd(x):
@@ -39,7 +45,7 @@ def _max_pool_2x2_bwd(x, dy):
   # alone: compared with the forward's output instead, an input that XLA recomputes in
   # another fusion (rounded another way) can miss its own maximum and lose the gradient.
   n, h, w, c = x.shape
-  windows = x[:, : h // 2 * 2, : w // 2 * 2].reshape(n, h // 2, 2, w // 2, 2, c)
+  windows = _windows(x)
   taps = [windows[:, :, i, :, j] for i in (0, 1) for j in (0, 1)]
   best, first = taps[0], jnp.zeros(dy.shape, jnp.int8)
   for k, tap in enumerate(taps[1:], 1):
