@@ -75,7 +75,8 @@ def convnet_shapes(batch=128, size=28, convs_per_stage=None) -> list[dict]:
   """The quickstart's CNN as configs/vicreg_fashion_mnist.py sets it (its widths, and its
   convolutions per stage unless ``convs_per_stage`` is given: one, from
   jaxssl.config.fashion_mnist_config): 3x3 convolutions, 2x2 max-pool between stages;
-  ``batch``: a device's share of both views at batch 256 on 2 devices."""
+  ``batch``: images per call, split over the devices (the quickstart's step passes 512,
+  two views of 256, through each convolution)."""
   from jaxssl import config as config_lib  # pylint: disable=g-import-not-at-top
   m = config_lib.load(str(ROOT / "configs" / "vicreg_fashion_mnist.py")).model
   shapes, channels = [], 1

@@ -192,6 +192,21 @@ def resnet(depth: int, stem: str, width: int = 64) -> nn.Module:
   return nn.Sequential(*layers)
 
 
+def convnet(widths: list[int], convs_per_stage: int, channels: int) -> nn.Module:
+  """jaxssl.models.convnet.ConvNet: stages of (3x3 conv, BatchNorm, ReLU) x
+  ``convs_per_stage``, a 2x2 max-pool between stages, the global average pool at the end."""
+  layers, cin = [], channels
+  for stage, width in enumerate(widths):
+    if stage:
+      layers.append(nn.MaxPool2d(2))
+    for _ in range(convs_per_stage):
+      layers += [nn.Conv2d(cin, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width),
+                 nn.ReLU(True)]
+      cin = width
+  layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+  return nn.Sequential(*layers)
+
+
 def projector(widths: list[int]) -> nn.Module:
   """facebookresearch/vicreg main_vicreg.py Projector: Linear-BN-ReLU blocks, a bias-free last
   Linear."""

@@ -21,9 +21,9 @@ Suites:
        threads in both memory formats and, channels-last, with bfloat16 autocast. The summary
        compares each precision with PyTorch's in the same precision.
   cnn_cpu  The quickstart's step (configs/vicreg_fashion_mnist.py: its CNN, projector and
-       batch of 256), jaxssl only: one XLA device per core with model.conv "fast" (the
-       quickstart until oneDNN), and "auto" (oneDNN where installed) on one device and on
-       one per core.
+       batch of 256): one XLA device per core with model.conv "fast" (the quickstart until
+       oneDNN), and "auto" (oneDNN where installed) on one device and on one per core; the
+       same CNN in PyTorch with 2 threads in both memory formats.
   gpu  ResNet-50 at 224x224, projector 8192-8192-8192, bfloat16 (configs/vicreg_imagenet.py),
        per-device batches of 128 and 256 per view; images/s and model FLOP utilisation (MFU:
        of the chip's data-sheet dense bfloat16 peak, PEAK_BF16_FLOPS; and of the bfloat16
@@ -245,6 +245,10 @@ def torch_worker(p: dict) -> dict:
                        heads=v["heads"], patch=v["patch"], channels=channels, size=p["size"],
                        pool=v["pool"]).to(device)
     features = v["width"]
+  elif p.get("model") == "convnet":  # the config's CNN
+    backbone = ref.convnet(p["widths"], p["convs_per_stage"], channels).to(
+        device, memory_format=fmt)
+    features = p["widths"][-1]
   else:
     backbone = ref.resnet(p["depth"], p["stem"]).to(device, memory_format=fmt)
     features = 512 if p["depth"] == 18 else 2048
@@ -324,6 +328,13 @@ def vit_settings(s: dict) -> dict:
                                             "clip_norm")}}
 
 
+def convnet_settings(s: dict) -> dict:
+  """The CNN of a CNN suite's config file, for the PyTorch worker."""
+  from jaxssl import config as config_lib  # pylint: disable=g-import-not-at-top
+  m = config_lib.load(str(ROOT / "configs" / f"{s['config']}.py")).model
+  return {"widths": list(m.widths), "convs_per_stage": m.convs_per_stage}
+
+
 def variants(suite: str, quick: bool):
   s = SUITES[suite]
   common = {k: v for k, v in s.items() if k not in ("batches", "reps")}
@@ -352,6 +363,10 @@ def variants(suite: str, quick: bool):
         common, batch=b // 2, dtype="float32", reps=reps, conv="auto", rows=rows)
     yield "jaxssl, 1 device, conv auto", "jax", {}, dict(
         common, batch=b, dtype="float32", reps=reps, conv="auto", rows=rows)
+    for channels_last in (False, True):
+      yield (f"PyTorch, 2 threads, {'channels-last' if channels_last else 'NCHW'}", "torch", {},
+             dict(common, **convnet_settings(s), batch=b, device="cpu", threads=2, bf16=False,
+                  channels_last=channels_last, reps=reps, rows=["step"]))
     return
   if suite == "cpu":
     b = s["batches"][0]
@@ -412,12 +427,11 @@ def vit_macs(v: dict, size: int, channels: int) -> float:
 def convnet_macs(s: dict) -> tuple[int, float]:
   """The suite config's CNN (jaxssl/models/convnet.py): its features and forward
   multiply-adds per image (3x3 convolutions, 2x2 max-pools between stages)."""
-  from jaxssl import config as config_lib  # pylint: disable=g-import-not-at-top
-  m = config_lib.load(str(ROOT / "configs" / f"{s['config']}.py")).model
+  m = convnet_settings(s)
   macs, size, cin = 0, s["size"], s["channels"]
-  for stage, width in enumerate(m.widths):
+  for stage, width in enumerate(m["widths"]):
     size = size // 2 if stage else size
-    for _ in range(m.convs_per_stage):
+    for _ in range(m["convs_per_stage"]):
       macs, cin = macs + size * size * 9 * cin * width, width
   return cin, macs
 
