@@ -24,7 +24,8 @@ where the CPU computes it in hardware (AVX512-BF16 or AMX: 1.75-1.93x float32's 
 convolution on this project's CPU); it leaves other types to ``"fast"``.
 Values and gradients equal ``"xla"``'s up to the order of summation, under ``jit``, ``grad``
 (to any order), ``vmap`` and sharding; the gradients are written out (``jax.custom_vjp``), so
-forward-mode differentiation (``jax.jvp``, ``jax.jacfwd``) needs ``"xla"``.
+forward-mode differentiation (``jax.jvp``, ``jax.jacfwd``) needs ``"xla"``, which on a CPU
+also leaves the projector's matmuls to JAX (:mod:`jaxssl.models.dense`).
 
 ``"auto"`` (the default) is what measured fastest on the platform the model runs on (``pick``):
 on a CPU, ``"onednn"`` where it is installed, but ``"fast"`` for the largest float32 kernels;

@@ -70,7 +70,8 @@ def model_from_config(cfg, num_classes: int, probe_gradient: bool = False) -> SS
     kwargs.update(width=cfg.width, stem=cfg.stem, conv=cfg.conv)
   parse_widths(cfg.projector)  # checked now rather than at the first trace
   return SSLModel(backbone=build_backbone(cfg.backbone, **kwargs),
-                  projector=Projector(cfg.projector, batch_norm=cfg.projector_bn, dtype=dtype),
+                  projector=Projector(cfg.projector, batch_norm=cfg.projector_bn, conv=cfg.conv,
+                                      dtype=dtype),
                   num_classes=num_classes, probe_gradient=probe_gradient)
 
 

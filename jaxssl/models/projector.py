@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import flax.linen as nn
 import jax.numpy as jnp
 
 from jaxssl.errors import ConfigError
+from jaxssl.models import dense
 
 
 def parse_widths(spec: str) -> tuple[int, ...]:
@@ -29,16 +31,18 @@ class Projector(nn.Module):
   """
   spec: str
   batch_norm: bool = True
+  conv: str = "auto"  # model.conv: "xla" leaves the matmuls' gradients to JAX (models.dense)
   dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x, *, train: bool):
     widths = parse_widths(self.spec)
+    linear = functools.partial(nn.Dense, dtype=self.dtype, dot_general=dense.pick(self.conv))
     x = x.astype(self.dtype)
     for width in widths[:-1]:
-      x = nn.Dense(width, use_bias=not self.batch_norm, dtype=self.dtype)(x)
+      x = linear(width, use_bias=not self.batch_norm)(x)
       if self.batch_norm:
         x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
                          dtype=self.dtype)(x)
       x = nn.relu(x)
-    return nn.Dense(widths[-1], use_bias=False, dtype=self.dtype)(x).astype(jnp.float32)
+    return linear(widths[-1], use_bias=False)(x).astype(jnp.float32)
