@@ -7,7 +7,9 @@ gradients, and XLA adds them before the transpose. XLA:CPU then runs the transpo
 addition's elementwise fusion, reading the sum column by column: 11 ms per 1024 x 1024 kernel
 and device, about 8% of the quickstart's step (bench/README.md, "The quickstart's trainer").
 Here the gradient is the matmul ``x^T dy`` itself, already ``(in, out)``: the same products
-summed in the same order, so training is bitwise the same.
+summed in the same order, so training in float32 is bitwise the same. In bfloat16 XLA may
+compute a view's gradient straight into the float32 kernel's type, where JAX's form rounds it
+to bfloat16 first (it did for ResNet-18 on one device, not for the shipped configs on two).
 
 The gradient is written out (``jax.custom_vjp``), so forward-mode differentiation
 (``jax.jvp``) is not defined for it; ``model.conv="xla"`` keeps JAX's own (``pick``).
