@@ -99,6 +99,16 @@ def test_the_quickstart_cnn_multiply_adds():
   assert train_step.convnet_macs(train_step.SUITES["cnn_cpu"]) == (1024, expected)
 
 
+def test_the_quickstart_suite_runs_the_configs_cnn_in_pytorch_too():
+  variants = {label: (kind, params) for label, kind, _, params in
+              train_step.variants("cnn_cpu", quick=False)}
+  torch_rows = {label: params for label, (kind, params) in variants.items() if kind == "torch"}
+  assert sorted(torch_rows) == ["PyTorch, 2 threads, NCHW", "PyTorch, 2 threads, channels-last"]
+  for params in torch_rows.values():  # the config's CNN, the whole batch on PyTorch's threads
+    assert (params["widths"], params["convs_per_stage"]) == ([32, 64, 128, 1024], 1)
+    assert params["batch"] == 256 and params["rows"] == ["step"]
+
+
 def test_the_quickstart_table_from_its_json():
   result = {"steps": 160, "rounds": 2, "machine": {"cpu": "AMD EPYC", "date": "2026-12-05"},
             "rows": [{"setting": "before", "images_per_s": 305.2, "wall_s": 159.5,
