@@ -35,9 +35,11 @@ def _matmul_fwd(x, w, precision):
 
 def _matmul_bwd(precision, residuals, dy):
   x, w = residuals
-  leading = tuple(range(x.ndim - 1))
   dx = lax.dot_general(dy, w, (((dy.ndim - 1,), (1,)), ((), ())), precision=precision)
-  dw = lax.dot_general(x, dy, ((leading, leading), ((), ())), precision=precision)
+  # Leading axes flattened into one, which sums as JAX's form does (contracting them apart
+  # summed in another order).
+  rows = lambda a: a.reshape(-1, a.shape[-1])
+  dw = lax.dot_general(rows(x), rows(dy), (((0,), (0,)), ((), ())), precision=precision)
   return dx, dw
 
 
