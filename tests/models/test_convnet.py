@@ -30,8 +30,9 @@ def test_max_pool_equals_flax_ties_included(shape, dtype):
 
 
 def test_a_tied_window_sends_its_gradient_to_its_first_maximum():
-  x = jnp.array([[[1.0, 2.0], [2.0, 2.0]], [[3.0, 3.0], [3.0, 3.0]]]).reshape(1, 2, 4, 1)
-  x = jnp.concatenate([x[:, 0], x[:, 1]], axis=2).reshape(1, 2, 4, 1)  # two windows, side by side
+  # Two 2x2 windows side by side, [[1, 3], [2, 3]] and [[2, 3], [2, 3]]: each has its maximum
+  # twice, in its right column.
+  x = jnp.array([[1.0, 3.0, 2.0, 3.0], [2.0, 3.0, 2.0, 3.0]]).reshape(1, 2, 4, 1)
   dx = jax.grad(lambda x: jnp.sum(convnet.max_pool_2x2(x)))(x)
   np.testing.assert_array_equal(dx, jax.grad(lambda x: jnp.sum(flax_pool(x)))(x))
   assert float(jnp.sum(dx)) == 2.0  # one input per window
