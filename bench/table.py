@@ -138,6 +138,20 @@ def quickstart_table(result):
   return "\n".join(lines)
 
 
+def precision_table(result):
+  """bench/precision.py: each loss's float32 error against float64, at JAX's default matmul
+  precision and at "highest", and its forward + backward time at each."""
+  lines = [f"{result['device']} ({result['platform']}); jax {result['jax']}; {result['date']}",
+           "", "| loss | N | D | value, default | value, highest | gradient, default | "
+           "gradient, highest | ms, default | ms, highest |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+  for r in result["rows"]:
+    lo, hi = r["default"], r["highest"]
+    lines.append(f"| {r['loss']} | {r['n']} | {r['d']} | {lo['value']:.1e} | {hi['value']:.1e} "
+                 f"| {lo['grad']:.1e} | {hi['grad']:.1e} | {ms(lo['ms'])} | {ms(hi['ms'])} |")
+  return "\n".join(lines)
+
+
 def conv_table(result):
   sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
   import conv  # pylint: disable=g-import-not-at-top
@@ -146,12 +160,15 @@ def conv_table(result):
 
 TABLES = {"conv": conv_table, "losses": losses_table, "ica": ica_table,
           "ica_projectors": ica_projectors_table, "train_step": train_step_table,
-          "scaling": scaling_table, "quickstart": quickstart_table}
+          "scaling": scaling_table, "quickstart": quickstart_table,
+          "precision": precision_table}
 
 
 def kind_of(result):
   if "nets" in result:
     return "conv"
+  if "platform" in result:
+    return "precision"
   if "steps" in result and "rounds" in result:
     return "quickstart"
   if "suite" in result:
