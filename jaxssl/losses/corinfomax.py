@@ -113,7 +113,7 @@ def _update_and_logdet(z: Array, r: Array, mu: Array, n: int, la_R: float, la_mu
   """One branch: the updated mean and covariance, and ``logdet(R' + eps I)``."""
   mu_new = la_mu * mu.astype(z.dtype) + (1.0 - la_mu) * stats.global_mean(z, axis_name)
   z_hat = z - mu_new
-  update = stats.global_sum(z_hat.T @ z_hat, axis_name) / n
+  update = stats.global_sum(stats.matmul(z_hat.T, z_hat), axis_name) / n
   r_new = la_R * r.astype(z.dtype) + (1.0 - la_R) * update
   r_new = (r_new + r_new.T) / 2
   eye = jnp.eye(z.shape[1], dtype=z.dtype)

@@ -44,9 +44,9 @@ def logdet_entropy(z: Array, *, beta: float = 1.0, form: str = "auto",
                          feature_flops=2 * n * dim * dim + dim**3 / 3)
   z_c = z - stats.global_mean(z, axis_name)
   if form == "feature":
-    gram = stats.global_sum(z_c.T @ z_c, axis_name)
+    gram = stats.global_sum(stats.matmul(z_c.T, z_c), axis_name)
   else:
-    gram = stats.gather(z_c @ stats.gather(z_c, axis_name).T, axis_name)
+    gram = stats.gather(stats.matmul(z_c, stats.gather(z_c, axis_name).T), axis_name)
   m = jnp.eye(gram.shape[0], dtype=z.dtype) + (beta / (n - 1)) * gram
   return stats.replicate(0.5 * stats.logdet_psd(m, 1.0), axis_name)
 
@@ -77,7 +77,7 @@ def pairdist_entropy(z: Array, *, sigma: float = 1.0, axis_name: str | None = No
   z = z.astype(stats.compute_dtype(z))
   everyone = stats.gather(z, axis_name)
   sq_dist = (jnp.sum(z**2, axis=1)[:, None] + jnp.sum(everyone**2, axis=1)[None, :]
-             - 2.0 * z @ everyone.T)
+             - 2.0 * stats.matmul(z, everyone.T))
   log_kernel = -jnp.maximum(sq_dist, 0.0) / (2.0 * sigma**2)
   log_mean = jax.nn.logsumexp(log_kernel, axis=1) - math.log(n)
   return stats.replicate(-stats.global_sum(jnp.sum(log_mean), axis_name) / n, axis_name)

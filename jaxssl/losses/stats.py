@@ -87,6 +87,19 @@ def global_mse(a: Array, b: Array, axis_name: str | None) -> Array:
   return global_sum(jnp.sum((a - b) ** 2), axis_name) / float(n * a.shape[1])
 
 
+def matmul(a: Array, b: Array) -> Array:
+  """``a @ b`` in the inputs' own precision on every platform.
+
+  JAX's default precision computes a float32 matmul in TF32 (a 10-bit mantissa) on NVIDIA GPUs
+  since Ampere and in one bfloat16 pass on TPUs. The statistics here are sums of products
+  that later cancel (pairwise distances, off-diagonal sums, log-determinants): at the default
+  on an H100 the pairwise-distance entropy's gradient was 39% off its float64 value, at this
+  precision 3e-7 (``bench/precision.py``; bench/README.md, "The losses"). On a CPU float32 is
+  computed in full either way, and the results are bitwise those of ``a @ b``.
+  """
+  return jnp.matmul(a, b, precision=jax.lax.Precision.HIGHEST)
+
+
 def gather(z: Array, axis_name: str | None) -> Array:
   """All rows of the global batch on every device (identity without an axis)."""
   return z if axis_name is None else jax.lax.all_gather(z, axis_name, tiled=True)
@@ -120,11 +133,11 @@ def cross_gram_sq_norm(a: Array, b: Array, *, form: str, axis_name: str | None) 
     when ``a is b``, else 4 N^2 D (per device: its row block against the all-gathered rows).
   """
   if form == "feature":
-    return jnp.sum(global_sum(a.T @ b, axis_name) ** 2)
+    return jnp.sum(global_sum(matmul(a.T, b), axis_name) ** 2)
   if axis_name is None:
     return _gram_sq_norm(a) if b is a else _cross_gram_sq_norm(a, b)
-  gram_a = a @ gather(a, axis_name).T
-  gram_b = gram_a if b is a else b @ gather(b, axis_name).T
+  gram_a = matmul(a, gather(a, axis_name).T)
+  gram_b = gram_a if b is a else matmul(b, gather(b, axis_name).T)
   return global_sum(jnp.sum(gram_a * gram_b), axis_name)
 
 
@@ -140,13 +153,13 @@ def _gram_sq_norm(z: Array) -> Array:
 
 
 def _gram_sq_norm_fwd(z):
-  gram = z @ z.T
+  gram = matmul(z, z.T)
   return jnp.sum(gram * gram), (z, gram)
 
 
 def _gram_sq_norm_bwd(res, g):
   z, gram = res
-  return ((4.0 * g) * (gram @ z),)
+  return ((4.0 * g) * matmul(gram, z),)
 
 
 _gram_sq_norm.defvjp(_gram_sq_norm_fwd, _gram_sq_norm_bwd)
@@ -159,13 +172,13 @@ def _cross_gram_sq_norm(a: Array, b: Array) -> Array:
 
 
 def _cross_gram_sq_norm_fwd(a, b):
-  gram_a, gram_b = a @ a.T, b @ b.T
+  gram_a, gram_b = matmul(a, a.T), matmul(b, b.T)
   return jnp.sum(gram_a * gram_b), (a, b, gram_a, gram_b)
 
 
 def _cross_gram_sq_norm_bwd(res, g):
   a, b, gram_a, gram_b = res
-  return (2.0 * g) * (gram_b @ a), (2.0 * g) * (gram_a @ b)
+  return (2.0 * g) * matmul(gram_b, a), (2.0 * g) * matmul(gram_a, b)
 
 
 _cross_gram_sq_norm.defvjp(_cross_gram_sq_norm_fwd, _cross_gram_sq_norm_bwd)
@@ -204,7 +217,7 @@ def _logdet_and_inverse(m: Array, floor: float, *,
   def from_eigenvalues():
     eigvals, eigvecs = jnp.linalg.eigh(m)
     clipped = jnp.maximum(eigvals, floor)
-    return jnp.sum(jnp.log(clipped)), ((eigvecs / clipped) @ eigvecs.T if with_inverse
+    return jnp.sum(jnp.log(clipped)), (matmul(eigvecs / clipped, eigvecs.T) if with_inverse
                                        else None)
 
   return jax.lax.cond(jnp.isfinite(by_cholesky), from_cholesky, from_eigenvalues)

@@ -83,11 +83,11 @@ def wmse(z_a: Array, z_b: Array, *, w_size: int | None = None, eps: float = 0.0,
 def _whiten(z: Array, eps: float) -> Array:
   """Cholesky whitening of one ``(w, D)`` sub-batch with its own mean and covariance."""
   z_c = z - jnp.mean(z, axis=0)
-  cov = z_c.T @ z_c / (z.shape[0] - 1)
+  cov = stats.matmul(z_c.T, z_c) / (z.shape[0] - 1)
   shrunk = (1.0 - eps) * cov + eps * jnp.eye(z.shape[1], dtype=z.dtype)
   chol = jnp.linalg.cholesky(shrunk)
   # W = L^-1 explicitly, as the official code does. Solving L X = z_c^T directly instead
   # stalls XLA:CPU intermittently in the backward pass of the batched triangular solve.
   eye = jnp.eye(z.shape[1], dtype=z.dtype)
-  return z_c @ jax.scipy.linalg.solve_triangular(chol, eye, lower=True).T
+  return stats.matmul(z_c, jax.scipy.linalg.solve_triangular(chol, eye, lower=True).T)
 
