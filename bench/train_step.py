@@ -28,7 +28,8 @@ Suites:
        per-device batches of 128 and 256 per view; images/s and model FLOP utilisation (MFU:
        of the chip's data-sheet dense bfloat16 peak, PEAK_BF16_FLOPS; and of the bfloat16
        matmul rate measured in the jaxssl worker). PyTorch runs the same step with bfloat16
-       autocast and channels-last.
+       autocast and channels-last. jaxssl's step also runs with model.conv "fast" beside the
+       config's (lax's convolution off a CPU).
 
 Every variant runs in its own subprocess (XLA's device count is fixed at start-up, and the two
 frameworks must not share a thread pool or GPU memory); the parent prints the table and writes
@@ -408,6 +409,10 @@ def variants(suite: str, quick: bool):
       yield (f"PyTorch, bf16 autocast, channels-last, {b}/view", "torch", {},
              dict(common, batch=b, device="cuda", threads=0, bf16=True, channels_last=True,
                   reps=reps))
+    if not quick:  # model.conv's "fast" forms against lax's, the default off a CPU
+      b = s["batches"][0]
+      yield (f"jaxssl, bfloat16, conv fast, {b}/view", "jax", {},
+             dict(common, batch=b, dtype="bfloat16", reps=reps, conv="fast", rows=["step"]))
 
 
 # Analytic model FLOPs per view image of forward + backward (3x the forward's multiply-adds
@@ -509,13 +514,14 @@ def merged(paths: list[str]) -> list[tuple[str, dict]]:
     if not text:
       raise SystemExit(f"{path} is empty: its worker did not finish (see its log).")
     r = json.loads(text.splitlines()[-1])
-    key = (r["framework"], r["batch_per_view"], r["devices"])
+    key = (r["framework"], r["batch_per_view"], r["devices"], r.get("params", {}).get("conv"))
     if key in results:
       results[key]["rows"].update(r["rows"])
       results[key]["matmul_flops"] = results[key].get("matmul_flops") or r.get("matmul_flops")
     else:
       results[key] = r
-  return [(f"{r['framework']} on {r['device_kind']}, {r['batch_per_view']}/view", r)
+  return [(f"{r['framework']} on {r['device_kind']}, {r['batch_per_view']}/view"
+           + (f", conv {r['params']['conv']}" if r.get("params", {}).get("conv") else ""), r)
           for r in results.values()]
 
 

@@ -118,3 +118,28 @@ def test_the_quickstart_table_from_its_json():
   assert table.kind_of(result) == "quickstart"
   text = table.TABLES["quickstart"](result)
   assert "160 steps per run, 2 rounds" in text and "| now | 466 | 118 | 1.53x |" in text
+
+
+def test_merged_worker_outputs_keep_each_convolution_apart(tmp_path):
+  """Saved worker outputs (one lease's runs) join by framework and batch, but the same step
+  with two of ``model.conv``'s values stays two results, each labelled with its own."""
+  paths = []
+  for name, conv, row in (("auto", "auto", "step"), ("fast", "fast", "step"),
+                          ("auto_sup", "auto", "supervised, half batch")):
+    result = worker_result("NVIDIA H100 80GB HBM3", 6e14)
+    result["rows"] = {row: result["rows"][row]}
+    result["params"] = {"conv": conv}
+    paths.append(tmp_path / f"{name}.json")
+    paths[-1].write_text("a log line\n" + json.dumps(result))
+  merged = dict(train_step.merged([str(p) for p in paths]))
+  assert set(merged) == {"jaxssl on NVIDIA H100 80GB HBM3, 256/view, conv auto",
+                         "jaxssl on NVIDIA H100 80GB HBM3, 256/view, conv fast"}
+  assert set(merged["jaxssl on NVIDIA H100 80GB HBM3, 256/view, conv auto"]["rows"]) == {
+      "step", "supervised, half batch"}
+
+
+def test_the_gpu_suite_measures_the_fast_convolutions_beside_lax():
+  labels = {label: params for label, _, _, params in train_step.variants("gpu", quick=False)}
+  assert labels["jaxssl, bfloat16, conv fast, 256/view"]["conv"] == "fast"
+  assert "conv" not in labels["jaxssl, bfloat16, 256/view"]  # the config's: lax off a CPU
+  assert not any("conv fast" in label for label, *_ in train_step.variants("gpu", quick=True))
