@@ -176,3 +176,21 @@ def test_round_robin_pairs_every_two_components_once():
     assert sorted(r.ravel().tolist()) == list(range(6))  # disjoint within a round
   pairs = {tuple(sorted(p)) for r in rounds for p in r.tolist()}
   assert len(pairs) == 15
+
+
+def test_fit_computes_in_float32_in_full():
+  """The method's sweeps and the unmixing run under ``jax.default_matmul_precision("float32")``
+  (JAX's default is TF32 on NVIDIA GPUs and one bfloat16 pass on TPUs); a CPU computes float32
+  in full anyway, so the answer here is the one without it."""
+  seen = []
+
+  class Spy(ica.Jacobi):
+    def rotation(self, y):
+      seen.append(jax.config.jax_default_matmul_precision)
+      return super().rotation(y)
+
+  x = ica.make_sources(2000, 3, "laplace", seed=0) @ ica.random_mixing(3, seed=1).T
+  spied, plain = ica.fit(x, Spy()), ica.fit(x)
+  assert seen == ["float32"]
+  assert jax.config.jax_default_matmul_precision is None  # restored
+  np.testing.assert_array_equal(spied.unmixing, plain.unmixing)

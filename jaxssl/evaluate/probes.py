@@ -101,7 +101,9 @@ def ridge_probe(train_x, train_y, test_x, *, num_classes: int,
 
 @functools.partial(jax.jit, static_argnames=("k", "num_classes"))
 def _knn_chunk(bank, bank_labels, queries, *, k, temperature, num_classes):
-  sims = queries @ bank.T
+  # float32 in full on every platform (JAX's default is TF32 on NVIDIA GPUs, one bfloat16
+  # pass on TPUs): the neighbours and their weights are those a CPU finds.
+  sims = jnp.matmul(queries, bank.T, precision=jax.lax.Precision.HIGHEST)
   top_sims, top_idx = jax.lax.top_k(sims, k)
   weights = jnp.exp(top_sims / temperature)
   votes = jax.nn.one_hot(bank_labels[top_idx], num_classes) * weights[..., None]

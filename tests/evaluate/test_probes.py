@@ -90,3 +90,19 @@ def test_probe_inputs_are_checked():
                        num_classes=2)
   with pytest.raises(ValueError, match="k must be"):
     probes.knn_predict(np.ones((4, 2)), np.zeros(4, int), np.ones((1, 2)), num_classes=2, k=9)
+
+
+def test_knn_and_hsic_ask_for_float32_in_full():
+  """Their matmuls at ``Precision.HIGHEST``: JAX's default (TF32 on NVIDIA GPUs, a bfloat16
+  pass on TPUs) would move an independent pair's HSIC, about 1/n, by its own size."""
+  import functools
+
+  import jax
+  from tests.losses.test_precision import HIGHEST, dot_precisions
+  bank, queries = np.ones((8, 4), np.float32), np.ones((3, 4), np.float32)
+  knn = functools.partial(probes._knn_chunk, k=2, temperature=0.07, num_classes=3)
+  hsic = diagnostics._normalised_hsic
+  for jaxpr in (jax.make_jaxpr(knn)(bank, np.zeros(8, np.int32), queries),
+                jax.make_jaxpr(hsic)(np.ones((6, 3), np.float32))):
+    precisions = dot_precisions(jaxpr.jaxpr)
+    assert precisions and all(p == HIGHEST for p in precisions), precisions
