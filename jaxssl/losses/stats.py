@@ -94,8 +94,8 @@ def matmul(a: Array, b: Array) -> Array:
   since Ampere and in one bfloat16 pass on TPUs. The statistics here are sums of products
   that later cancel (pairwise distances, off-diagonal sums, log-determinants): at the default
   on an H100 the pairwise-distance entropy's gradient was 39% off its float64 value, at this
-  precision 3e-7 (``bench/precision.py``; bench/README.md, "The losses"). On a CPU float32 is
-  computed in full either way, and the results are bitwise those of ``a @ b``.
+  precision 3e-7 (``bench/precision.py``; bench/README.md, "Precision on GPUs and TPUs"). On
+  a CPU float32 is computed in full either way, and the results are bitwise those of ``a @ b``.
   """
   return jnp.matmul(a, b, precision=jax.lax.Precision.HIGHEST)
 
