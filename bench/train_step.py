@@ -492,14 +492,14 @@ def describe(result: dict, label: str, flops_per_image: float) -> dict:
     m["mfu"] = flops_per_image * m["images_per_s"] / peak if peak else None
     m["of_matmul"] = flops_per_image * m["images_per_s"] / rate if rate else None
     mfu, of_matmul = (f"{100 * m[k]:.1f}%" if m[k] else "-" for k in ("mfu", "of_matmul"))
-    print(f"{label:<52}{row:<24}{m['images']:>7}{1e3 * m['seconds']:>9.1f}"
+    print(f"{label:<58}{row:<24}{m['images']:>7}{1e3 * m['seconds']:>9.1f}"
           f"{m['images_per_s']:>9.1f}{mfu:>7}{of_matmul:>10}{m['compile_s']:>11.1f}",
           flush=True)
   supervised = [rows[r]["images_per_s"] for r in ("supervised", "supervised, half batch")
                 if r in rows]
   if supervised and "step" in rows:
     result["ssl_overhead"] = max(supervised) / rows["step"]["images_per_s"]
-    print(f"{'':<52}SSL overhead (VICReg time per view image / the faster supervised "
+    print(f"{'':<58}SSL overhead (VICReg time per view image / the faster supervised "
           f"time per image): {result['ssl_overhead']:.3f}", flush=True)
   return result
 
@@ -551,7 +551,7 @@ def main():
   print(f"{args.suite}: {model_name(suite)} at {suite['size']}x{suite['size']}, projector "
         f"{suite['projector']}; {flops_per_image / 1e9:.2f} GFLOP per view image "
         "(forward + backward)")
-  header = (f"{'variant':<52}{'row':<24}{'images':>7}{'ms':>9}{'img/s':>9}{'MFU':>7}"
+  header = (f"{'variant':<58}{'row':<24}{'images':>7}{'ms':>9}{'img/s':>9}{'MFU':>7}"
             f"{'of matmul':>10}{'compile s':>11}")
   print(header)
   print("-" * len(header))

@@ -44,3 +44,24 @@ def test_no_example_hides_behind_another_fence():
   for doc in DOCS:
     langs = {lang for lang, _ in FENCE.findall(doc.read_text())}
     assert langs <= {"", "python", "py", "bash", "text", "toml", "json"}, (doc, langs)
+
+
+def test_benchmark_tables_are_their_json_rendered():
+  """A table under ``<!-- bench/results/X.json -->`` is ``bench/table.py X.json``'s, so a
+  re-run benchmark whose table was not pasted back fails here instead of going stale."""
+  import json
+  import sys
+  sys.path.insert(0, str(ROOT / "bench"))
+  import table  # pylint: disable=g-import-not-at-top
+  marker = re.compile(r"^<!-- (bench/results/\S+\.json) -->\n", flags=re.M)
+  checked = 0
+  for doc in DOCS:
+    text = doc.read_text()
+    for m in marker.finditer(text):
+      result = json.loads((ROOT / m.group(1)).read_text())
+      rendered = table.TABLES[table.kind_of(result)](result).strip()
+      assert text[m.end():].startswith(rendered), (
+          f"{doc.relative_to(ROOT)}: the table under {m.group(1)} is not its rendering; paste "
+          f"`python bench/table.py {m.group(1)}` there")
+      checked += 1
+  assert checked >= 10  # bench/README.md's tables
