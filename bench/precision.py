@@ -19,7 +19,6 @@ import argparse
 import json
 import pathlib
 import platform
-import statistics
 import time
 
 import jax
@@ -30,6 +29,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from jaxssl import losses  # noqa: E402
+from train_step import median_seconds  # noqa: E402  (bench/, the script's directory)
 
 
 def embeddings(n: int, d: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -65,16 +65,6 @@ def cases(quick: bool):
     yield "wmse", n, d, lambda a, b, d=d: losses.wmse(a, b, w_size=2 * d)
 
 
-def median_seconds(fn, reps: int = 10) -> float:
-  fn()
-  times = []
-  for _ in range(reps):
-    start = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - start)
-  return statistics.median(times)
-
-
 def measure(loss, z_a: np.ndarray, z_b: np.ndarray) -> dict:
   """The loss's float32 errors against float64 at each matmul precision, and its times."""
 
@@ -91,7 +81,9 @@ def measure(loss, z_a: np.ndarray, z_b: np.ndarray) -> dict:
     with jax.default_matmul_precision(precision):
       fn = jax.jit(value_and_grads)
       value, aux, grad = fn(a32, b32)
-      seconds = median_seconds(lambda: jax.block_until_ready(fn(a32, b32)))
+      run = lambda: jax.block_until_ready(fn(a32, b32))
+      run()  # the value's call may still be running
+      seconds = median_seconds(run, 10)
     assert value.dtype == jnp.float32, value.dtype
     # Relative; absolute where the float64 value is 0 (a hinge that no feature reaches).
     rel = lambda got, want: abs(float(got) - float(want)) / (abs(float(want)) or 1.0)
