@@ -8,8 +8,9 @@ jaxssl[onednn] is installed) against PyTorch (channels-last, oneDNN), side by si
   python bench/conv.py --quick                 # three repetitions, for a look
   python bench/conv.py --dtype bfloat16        # in bfloat16 (PyTorch's too), oneDNN on AVX512-BF16
 
-jaxssl's implementations run in one subprocess, taking turns call by call; PyTorch in another
-(the two must not share a thread pool); the parent prints the table and writes JSON
+jaxssl's implementations run in one subprocess, taking turns call by call (``in_turns``),
+PyTorch in another (the two must not share a thread pool), both with the launch scripts'
+allocator setting (``train_step.ALLOCATOR``); the parent prints the table and writes JSON
 (bench/results/conv_<nets>.json). Rates are GFLOP/s of the pass's multiply-adds (2 FLOPs
 each; the input gradient of a stride-s convolution counted at the forward's FLOPs, the
 work it needs); "of matmul" is of the matmul rate measured in the same worker in the same
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import pathlib
 import platform
@@ -31,6 +33,7 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 from methods import cpu_kind  # noqa: E402  (this directory's)
+from train_step import ALLOCATOR  # noqa: E402  (the launch scripts' malloc setting)
 # model.conv's implementations, timed in one worker ("onednn" where it can run here)
 CONVS = ("xla", "fast", "onednn")
 PASSES = ("forward", "input grad", "weight grad", "forward + backward")
@@ -180,15 +183,25 @@ def passes(conv_fn, s: dict) -> dict:
   return fns
 
 
-def in_turns(calls: dict, reps: int) -> dict:
-  """Median seconds of each call, after two warm-up rounds, the calls taking turns."""
+def in_turns(calls: dict, reps: int, min_seconds: float = 0.02) -> dict:
+  """Median seconds of each call, after two warm-up rounds, the calls taking turns. A call
+  shorter than ``min_seconds`` runs back to back in each turn, as often as fills it, and
+  counts as the turn's time over that number: timed one by one, after another
+  implementation's call, a call of about a millisecond (the stem's weight gradient) was
+  slowed up to 3x by what the previous call left running, and PyTorch's worker times its
+  calls back to back."""
   times = {name: [] for name in calls}
+  repeats = dict.fromkeys(calls, 1)
   for round_ in range(reps + 2):
     for name, call in calls.items():
       start = time.perf_counter()
-      call()
+      for _ in range(repeats[name]):
+        call()
+      seconds = (time.perf_counter() - start) / repeats[name]
       if round_ >= 2:
-        times[name].append(time.perf_counter() - start)
+        times[name].append(seconds)
+      else:  # warm-up: how often the call fits in min_seconds
+        repeats[name] = max(repeats[name], math.ceil(min_seconds / seconds))
   return {name: statistics.median(t) for name, t in times.items()}
 
 
@@ -244,7 +257,8 @@ def run_worker(worker: str, params: dict) -> dict:
   cmd = [sys.executable, __file__, "--worker", worker, json.dumps(params)]
   flags = (f"{os.environ.get('XLA_FLAGS', '')} "
            f"--xla_force_host_platform_device_count={params['devices']}").strip()
-  proc = subprocess.run(cmd, env={**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": flags},
+  env = {**os.environ, **ALLOCATOR, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": flags}
+  proc = subprocess.run(cmd, env=env,
                         stdout=subprocess.PIPE, text=True, cwd=ROOT)
   if proc.returncode != 0:
     raise RuntimeError(f"the {worker} worker failed (its error is above)")

@@ -1,5 +1,6 @@
 """bench/conv.py's lists of convolutions are the networks' (their multiply-adds equal the
-models' own, counted as the models run), and its totals weigh each shape by how often it occurs."""
+models' own, counted as the models run), its totals weigh each shape by how often it occurs,
+and its timer runs short calls back to back."""
 
 import sys
 
@@ -59,3 +60,21 @@ def test_totals_count_each_shape_as_often_as_it_occurs():
   results = [{"label": "fast", "rows": rows}, {"label": "pytorch", "rows": rows}]
   table = conv.totals(results, shapes)
   assert "| fast | 20,000 |" in table  # 20 convolutions at 1 s each
+
+
+def test_short_calls_run_back_to_back_within_their_turn():
+  """A call under ``min_seconds`` repeats within each turn and counts as the turn over its
+  repeats; a longer one runs once a turn. Each call's median is its own duration."""
+  import time
+  counts = {"short": 0, "long": 0}
+
+  def sleeper(name, seconds):
+    def call():
+      counts[name] += 1
+      time.sleep(seconds)
+    return call
+  medians = conv.in_turns({"short": sleeper("short", 0.002), "long": sleeper("long", 0.03)},
+                          reps=3, min_seconds=0.02)
+  assert counts["long"] == 3 + 2  # two warm-up turns, three timed
+  assert counts["short"] >= 1 + 3 * 5  # once in the first warm-up, then as often as fits
+  assert 0.002 <= medians["short"] < 0.006 and 0.03 <= medians["long"] < 0.05
