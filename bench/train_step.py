@@ -521,8 +521,8 @@ def merged(paths: list[str]) -> list[tuple[str, dict]]:
     else:
       results[key] = r
   return [(f"{r['framework']} on {r['device_kind']}, {r['batch_per_view']}/view"
-           + (f", conv {r['params']['conv']}" if r.get("params", {}).get("conv") else ""), r)
-          for r in results.values()]
+           + (f", conv {conv}" if conv else ""), r)
+          for (*_, conv), r in results.items()]
 
 
 def main():
