@@ -258,8 +258,7 @@ def run_worker(worker: str, params: dict) -> dict:
   flags = (f"{os.environ.get('XLA_FLAGS', '')} "
            f"--xla_force_host_platform_device_count={params['devices']}").strip()
   env = {**os.environ, **ALLOCATOR, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": flags}
-  proc = subprocess.run(cmd, env=env,
-                        stdout=subprocess.PIPE, text=True, cwd=ROOT)
+  proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, text=True, cwd=ROOT)
   if proc.returncode != 0:
     raise RuntimeError(f"the {worker} worker failed (its error is above)")
   return json.loads(proc.stdout.strip().splitlines()[-1])

@@ -3,6 +3,7 @@ models' own, counted as the models run), its totals weigh each shape by how ofte
 and its timer runs short calls back to back."""
 
 import sys
+import time
 
 import flax.linen as nn
 import jax
@@ -65,7 +66,6 @@ def test_totals_count_each_shape_as_often_as_it_occurs():
 def test_short_calls_run_back_to_back_within_their_turn():
   """A call under ``min_seconds`` repeats within each turn and counts as the turn over its
   repeats; a longer one runs once a turn. Each call's median is its own duration."""
-  import time
   counts = {"short": 0, "long": 0}
 
   def sleeper(name, seconds):
