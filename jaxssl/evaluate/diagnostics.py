@@ -7,6 +7,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxssl.losses import stats
+
 RANKME_EPS = 1e-7  # Garrido et al. (2023)
 
 
@@ -56,7 +58,7 @@ def _normalised_hsic(z: jax.Array) -> jax.Array:
   k = _centred_kernels(z).reshape(z.shape[1], -1)
   # (D, D): (n-1)^2 HSIC_b of every pair of features. In full float32 on every platform:
   # an independent pair's HSIC (about 1/n of the diagonal) is of the order of TF32's rounding.
-  gram = jnp.matmul(k, k.T, precision=jax.lax.Precision.HIGHEST)
+  gram = stats.matmul(k, k.T)
   norms = jnp.sqrt(jnp.clip(jnp.diag(gram), 1e-30))
   return gram / norms[:, None] / norms[None, :]
 

@@ -10,6 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxssl.losses import stats
+
 
 def _check(x: np.ndarray, y: np.ndarray, name: str) -> None:
   if x.ndim != 2 or y.ndim != 1 or len(x) != len(y):
@@ -103,7 +105,7 @@ def ridge_probe(train_x, train_y, test_x, *, num_classes: int,
 def _knn_chunk(bank, bank_labels, queries, *, k, temperature, num_classes):
   # float32 in full on every platform (JAX's default is TF32 on NVIDIA GPUs, one bfloat16
   # pass on TPUs): the neighbours and their weights are those a CPU finds.
-  sims = jnp.matmul(queries, bank.T, precision=jax.lax.Precision.HIGHEST)
+  sims = stats.matmul(queries, bank.T)
   top_sims, top_idx = jax.lax.top_k(sims, k)
   weights = jnp.exp(top_sims / temperature)
   votes = jax.nn.one_hot(bank_labels[top_idx], num_classes) * weights[..., None]

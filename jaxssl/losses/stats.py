@@ -96,6 +96,7 @@ def matmul(a: Array, b: Array) -> Array:
   on an H100 the pairwise-distance entropy's gradient was 39% off its float64 value, at this
   precision 3e-7 (``bench/precision.py``; bench/README.md, "Precision on GPUs and TPUs"). On
   a CPU float32 is computed in full either way, and the results are bitwise those of ``a @ b``.
+  The evaluators' k-NN similarities and HSIC Gram matrix use it for the same reason.
   """
   return jnp.matmul(a, b, precision=jax.lax.Precision.HIGHEST)
 
