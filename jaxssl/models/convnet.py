@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxssl.models import conv as conv_lib
+from jaxssl.models.norm import BatchNorm
 
 
 @jax.custom_vjp
@@ -68,11 +69,11 @@ class ConvNet(nn.Module):
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, x, *, train: bool):
+  def __call__(self, x, *, train: bool, views: int = 1):
     conv = functools.partial(nn.Conv, kernel_size=(3, 3), use_bias=False, dtype=self.dtype,
                              conv_general_dilated=conv_lib.pick(self.conv))
-    norm = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9,
-                             epsilon=1e-5, dtype=self.dtype)
+    norm = functools.partial(BatchNorm, use_running_average=not train, momentum=0.9,
+                             epsilon=1e-5, dtype=self.dtype, views=views)
     x = x.astype(self.dtype)
     for stage, width in enumerate(self.widths):
       if stage:

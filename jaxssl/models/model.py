@@ -39,9 +39,13 @@ class SSLModel(nn.Module):
     if self.num_classes:
       self.head = nn.Dense(self.num_classes)
 
-  def __call__(self, images, *, train: bool) -> dict[str, jax.Array]:
-    features = self.backbone(images, train=train)
-    out = {"features": features, "embeddings": self.projector(features, train=train)}
+  def __call__(self, images, *, train: bool, views: int = 1) -> dict[str, jax.Array]:
+    """``views``: how many views of each image ``images`` holds, interleaved (rows ``v, v +
+    views, ...`` are view ``v``); in training, BatchNorm's statistics are per view
+    (``models.norm``)."""
+    features = self.backbone(images, train=train, views=views)
+    out = {"features": features,
+           "embeddings": self.projector(features, train=train, views=views)}
     if self.num_classes:
       head_in = features if self.probe_gradient else jax.lax.stop_gradient(features)
       out["logits"] = self.head(head_in)

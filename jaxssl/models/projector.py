@@ -10,6 +10,7 @@ import jax.numpy as jnp
 
 from jaxssl.errors import ConfigError
 from jaxssl.models import dense
+from jaxssl.models.norm import BatchNorm
 
 
 def parse_widths(spec: str) -> tuple[int, ...]:
@@ -35,14 +36,14 @@ class Projector(nn.Module):
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, x, *, train: bool):
+  def __call__(self, x, *, train: bool, views: int = 1):
     widths = parse_widths(self.spec)
     linear = functools.partial(nn.Dense, dtype=self.dtype, dot_general=dense.pick(self.conv))
     x = x.astype(self.dtype)
     for width in widths[:-1]:
       x = linear(width, use_bias=not self.batch_norm)(x)
       if self.batch_norm:
-        x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
-                         dtype=self.dtype)(x)
+        x = BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
+                      dtype=self.dtype, views=views)(x)
       x = nn.relu(x)
     return linear(widths[-1], use_bias=False)(x).astype(jnp.float32)

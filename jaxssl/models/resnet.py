@@ -12,6 +12,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from jaxssl.models import conv as conv_lib
+from jaxssl.models.norm import BatchNorm
 
 STEMS = ("imagenet", "cifar")
 
@@ -65,13 +66,13 @@ class ResNet(nn.Module):
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, x, *, train: bool):
+  def __call__(self, x, *, train: bool, views: int = 1):
     if self.stem not in STEMS:
       raise ValueError(f"model.stem must be one of {STEMS}; got {self.stem!r}.")
     conv = functools.partial(nn.Conv, use_bias=False, dtype=self.dtype, padding="SAME",
                              conv_general_dilated=conv_lib.pick(self.conv))
-    norm = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9,
-                             epsilon=1e-5, dtype=self.dtype)
+    norm = functools.partial(BatchNorm, use_running_average=not train, momentum=0.9,
+                             epsilon=1e-5, dtype=self.dtype, views=views)
     x = x.astype(self.dtype)
     if self.stem == "imagenet":
       x = conv(self.width, (7, 7), (2, 2), padding=[(3, 3), (3, 3)], name="stem_conv")(x)

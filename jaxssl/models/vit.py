@@ -130,7 +130,8 @@ class ViT(nn.Module):
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, x, *, train: bool):
+  def __call__(self, x, *, train: bool, views: int = 1):
+    del views  # every op here is per image (LayerNorm, not BatchNorm): the views need nothing
     x = nn.Conv(self.width, (self.patch, self.patch), strides=(self.patch, self.patch),
                 padding="VALID", dtype=self.dtype, name="embedding")(x.astype(self.dtype))
     n, h, w, c = x.shape

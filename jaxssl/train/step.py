@@ -42,8 +42,9 @@ def make_update(model, method, method_kwargs: dict[str, Any],
   """``update(state, x_a, x_b, labels) -> (state, metrics)``, not yet jitted: the step on two
   views that are already augmented and normalised (float ``(B, H, W, C)`` each).
 
-  The two views go through the model separately, as in the official code (BatchNorm
-  statistics per view). The metrics are nested: ``loss``, the loss's own ``terms``, the
+  The two views go through the model in one pass, BatchNorm's statistics per view as in the
+  official code's two passes (``models.norm``: the same numbers, the convolutions on one
+  batch of 2B). The metrics are nested: ``loss``, the loss's own ``terms``, the
   online ``head``'s loss and accuracy, the ``optim``'s gradient norm and learning rate, and
   ``finite``, 1 when all of them are finite. With ``skip_nonfinite`` a step where they are
   not leaves the parameters, optimiser, BatchNorm and method state as they were (the step
@@ -52,20 +53,19 @@ def make_update(model, method, method_kwargs: dict[str, Any],
   base_key = jax.random.key(seed)
 
   def loss_fn(params, state: TrainState, x_a, x_b, labels, key):
-    # Stochastic depth (ViT) draws from the loss key's own streams, one per view.
-    drop = lambda view: {"dropout": jax.random.fold_in(key, view)}
-    variables = {"params": params, "batch_stats": state.batch_stats}
-    out_a, updates = model.apply(variables, x_a, train=True, mutable=["batch_stats"],
-                                 rngs=drop(0))
-    out_b, updates = model.apply({"params": params, **updates}, x_b, train=True,
-                                 mutable=["batch_stats"], rngs=drop(1))
-    loss, aux, method_state = method.loss(out_a["embeddings"], out_b["embeddings"],
+    # Both views in one pass, interleaved (a_0, b_0, a_1, ...: a device's images keep their
+    # views); stochastic depth (ViT) draws from the loss key's own stream.
+    both = jnp.stack([x_a, x_b], axis=1).reshape(-1, *x_a.shape[1:])
+    out, updates = model.apply({"params": params, "batch_stats": state.batch_stats}, both,
+                               train=True, views=2, mutable=["batch_stats"],
+                               rngs={"dropout": jax.random.fold_in(key, 0)})
+    embeddings = out["embeddings"].reshape(-1, 2, out["embeddings"].shape[-1])
+    loss, aux, method_state = method.loss(embeddings[:, 0], embeddings[:, 1],
                                           state.method_state, key, **method_kwargs)
     metrics = {"loss": loss, "terms": aux}
-    if "logits" not in out_a:  # unlabeled data: no online head
+    if "logits" not in out:  # unlabeled data: no online head
       return loss, (metrics, updates.get("batch_stats", {}), method_state)
-    head_loss, head_acc = head_metrics(
-        jnp.concatenate([out_a["logits"], out_b["logits"]]), jnp.concatenate([labels, labels]))
+    head_loss, head_acc = head_metrics(out["logits"], jnp.repeat(labels, 2))
     metrics["head"] = {"loss": head_loss, "accuracy": head_acc}
     # Self-supervised methods: the head sees stop_gradient(features), so adding its loss
     # trains the head alone; supervised methods (VCReg) train the backbone through it.
