@@ -45,6 +45,9 @@ Parts:
 - ``maxpool``: the same float32 runs since the CNN's 2x2 max-pool is a reshape and a
   reduction (``jaxssl.models.convnet.max_pool_2x2``: the same values and gradients, another
   compiled step, so another summation order), beside the ``onednn`` part's float32 seeds.
+- ``one_pass``: the same float32 runs since the step runs both views through the model in one
+  pass (``jaxssl.models.norm``: BatchNorm's statistics still per view, the same values to
+  float32 summation order), beside the ``maxpool`` part's seeds.
 
 Every run is evaluated on the backbone's features: logistic and ridge probes, 200-NN, RankMe,
 the covariance spectrum, the mean pairwise normalised HSIC between features (512 test images)
@@ -154,7 +157,7 @@ CEILING = {"model.widths": (32, 64, 128, 1024), "train.epochs": 2}
 # The precisions the onednn part trains today's default in (model.dtype).
 PRECISIONS = ("float32", "bfloat16")
 PARTS = ("sweep", "table", "projector", "quickstart", "vit", "wide", "default", "ceiling",
-         "onednn", "maxpool")
+         "onednn", "maxpool", "one_pass")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -231,10 +234,11 @@ def plan(parts: list[str], seeds: list[int], table_epochs: int = 3) -> list[Run]
       for dtype in PRECISIONS:
         runs.append(Run(f"onednn/{dtype}/seed{seed}", "onednn", dtype, QUICKSTART_DEFAULT,
                         {"model.dtype": dtype}, seed))
-  if "maxpool" in parts:
-    for seed in seeds:
-      runs.append(Run(f"maxpool/float32/seed{seed}", "maxpool", "float32", QUICKSTART_DEFAULT,
-                      {"model.dtype": "float32"}, seed))
+  for part in ("maxpool", "one_pass"):  # today's default again, after a change of its step
+    if part in parts:
+      for seed in seeds:
+        runs.append(Run(f"{part}/float32/seed{seed}", part, "float32", QUICKSTART_DEFAULT,
+                        {"model.dtype": "float32"}, seed))
   return runs
 
 
@@ -263,11 +267,13 @@ def conv_here(c) -> str:
 def config_fingerprint(c, random_init: bool) -> str:
   """The resolved config (where the data lives aside), the convolution it runs with where
   that is oneDNN's (``conv_here``; the runs before it ran another), the CNN's max-pool since
-  it is ``max_pool_2x2`` (2026-12-05; ``nn.max_pool`` before) and what is evaluated."""
+  it is ``max_pool_2x2`` (2026-12-05; ``nn.max_pool`` before), the step's one pass over both
+  views (2026-12-06; a pass per view before) and what is evaluated."""
   config = json.loads(c.to_json_best_effort())
   config["model"]["conv"] = conv_here(c)
   if c.model.backbone == "convnet":
     config["model"]["pool"] = "max_pool_2x2"
+  config["train"]["views"] = "one pass"
   config["data"].pop("data_dir", None)
   for key, default in FOLDER_DEFAULTS.items():  # added since the first runs, unused by them
     if config["data"].get(key, default) == default:
@@ -421,7 +427,7 @@ def summarise(runs: dict) -> dict:
       part = f"table_e{result['overrides']['train.epochs']}"
     key = (result["label"] if part.startswith("table") or part in ("quickstart_default",
                                                                     "default", "ceiling",
-                                                                    "onednn", "maxpool")
+                                                                    "onednn", "maxpool", "one_pass")
            else result["id"])
     rows = tables.setdefault(part, {})
     rows.setdefault(key, []).append(result)
@@ -541,7 +547,7 @@ def report(results: dict) -> str:
             f"\n{part[len('table_e'):]} epochs, the claims (paired over common seeds):\n",
             methods_stats.claims_markdown(runs, part)]
   for part in ("sweep", "projector", "quickstart", "quickstart_default", "vit", "wide",
-               "default", "ceiling", "onednn", "maxpool"):
+               "default", "ceiling", "onednn", "maxpool", "one_pass"):
     if part not in tables:
       continue
     rows = dict(tables[part])
@@ -585,14 +591,14 @@ def report(results: dict) -> str:
 
 def precision_markdown(runs: dict) -> str:
   """The onednn part paired by seed: bfloat16 against float32, the maxpool part's float32
-  against it, and float32 against the same recipe before oneDNN and the allocator setting (the
-  default part's runs of today's default; their training time only where a seed ran on the
-  same CPU kind)."""
+  against it, the one_pass part's against the maxpool part's, and float32 against the same
+  recipe before oneDNN and the allocator setting (the default part's runs of today's default;
+  their training time only where a seed ran on the same CPU kind)."""
   def by_seed(part: str, label: str) -> dict[int, dict]:
     return {r["seed"]: r for r in runs.values()
             if "error" not in r and (r["part"], r["label"]) == (part, label)}
   float32, bfloat16 = by_seed("onednn", "float32"), by_seed("onednn", "bfloat16")
-  pool = by_seed("maxpool", "float32")
+  pool, one_pass = by_seed("maxpool", "float32"), by_seed("one_pass", "float32")
   before = by_seed("default", DEFAULT_CHOSEN)
   same_cpu = {s: r for s, r in before.items() if s in float32 and
               methods_stats.machine_of(r) == methods_stats.machine_of(float32[s])}
@@ -600,6 +606,7 @@ def precision_markdown(runs: dict) -> str:
   for claim, first, second, seconds in (
       ("bfloat16 - float32", bfloat16, float32, float32),
       ("float32, max_pool_2x2 - float32", pool, float32, float32),
+      ("float32, one pass - float32, max_pool_2x2", one_pass, pool, pool),
       ("float32 - before (conv 'fast', 4 KiB pages)", float32, before, same_cpu)):
     for number in ("logistic", "ridge", "knn", "train_s"):
       against = seconds if number == "train_s" else second
@@ -703,7 +710,7 @@ def main(argv=None) -> None:
   unknown = set(args.parts) - set(PARTS)
   if unknown:
     parser.error(f"unknown parts {sorted(unknown)}; choose from {', '.join(PARTS)}")
-  if needs := [p for p in ("onednn", "maxpool") if p in args.parts]:
+  if needs := [p for p in ("onednn", "maxpool", "one_pass") if p in args.parts]:
     from jaxssl.models import onednn  # pylint: disable=g-import-not-at-top
     if reason := onednn.unavailable():
       parser.error(f"the parts {', '.join(needs)} train with oneDNN's convolutions, which cannot "

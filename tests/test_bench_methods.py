@@ -162,6 +162,11 @@ def test_onednn_runs_train_todays_default_in_both_precisions(monkeypatch):
   assert [(r.id, r.overrides) for r in again] == [("maxpool/float32/seed0", runs[0].overrides)]
   config = json.loads(configure(again[0], False, None).to_json_best_effort())
   assert "pool" not in config["model"]  # the fingerprint adds it, the config has no such key
+  assert "views" not in config["train"]  # as it adds the step's one pass over both views
+  # The one_pass part: the same row once more, since the step's one pass over both views.
+  once_more = bench_methods.plan(["one_pass"], [0, 1])
+  assert [(r.id, r.overrides) for r in once_more] == [
+      (f"one_pass/float32/seed{s}", runs[0].overrides) for s in (0, 1)]
 
 
 def test_two_drivers_fill_one_results_file(tmp_path):
