@@ -1,4 +1,5 @@
-"""Flax modules: backbones (ResNet, ViT, a small CNN), the projector MLP, and the SSL model."""
+"""Flax modules: backbones (ResNet, ViT, a small CNN), the projector MLP, the SSL model, and
+BatchNorm over interleaved views (norm)."""
 
 from jaxssl.models.model import SSLModel, build_backbone, model_from_config
 from jaxssl.models.projector import Projector
