@@ -156,8 +156,10 @@ DEFAULT_CHOSEN = "last stage 1024"  # (89.40% at seed 0): run at every seed of -
 CEILING = {"model.widths": (32, 64, 128, 1024), "train.epochs": 2}
 # The precisions the onednn part trains today's default in (model.dtype).
 PRECISIONS = ("float32", "bfloat16")
+# The parts that train today's default with oneDNN's convolutions (one run per label and seed).
+ONEDNN_PARTS = ("onednn", "maxpool", "one_pass")
 PARTS = ("sweep", "table", "projector", "quickstart", "vit", "wide", "default", "ceiling",
-         "onednn", "maxpool", "one_pass")
+         *ONEDNN_PARTS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -427,7 +429,7 @@ def summarise(runs: dict) -> dict:
       part = f"table_e{result['overrides']['train.epochs']}"
     key = (result["label"] if part.startswith("table") or part in ("quickstart_default",
                                                                     "default", "ceiling",
-                                                                    "onednn", "maxpool", "one_pass")
+                                                                    *ONEDNN_PARTS)
            else result["id"])
     rows = tables.setdefault(part, {})
     rows.setdefault(key, []).append(result)
@@ -547,7 +549,7 @@ def report(results: dict) -> str:
             f"\n{part[len('table_e'):]} epochs, the claims (paired over common seeds):\n",
             methods_stats.claims_markdown(runs, part)]
   for part in ("sweep", "projector", "quickstart", "quickstart_default", "vit", "wide",
-               "default", "ceiling", "onednn", "maxpool", "one_pass"):
+               "default", "ceiling", *ONEDNN_PARTS):
     if part not in tables:
       continue
     rows = dict(tables[part])
@@ -710,7 +712,7 @@ def main(argv=None) -> None:
   unknown = set(args.parts) - set(PARTS)
   if unknown:
     parser.error(f"unknown parts {sorted(unknown)}; choose from {', '.join(PARTS)}")
-  if needs := [p for p in ("onednn", "maxpool", "one_pass") if p in args.parts]:
+  if needs := [p for p in ONEDNN_PARTS if p in args.parts]:
     from jaxssl.models import onednn  # pylint: disable=g-import-not-at-top
     if reason := onednn.unavailable():
       parser.error(f"the parts {', '.join(needs)} train with oneDNN's convolutions, which cannot "

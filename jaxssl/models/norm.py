@@ -14,8 +14,21 @@ variables. The statistics and the normalisation are flax's own (``_compute_stats
 from __future__ import annotations
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 from flax.linen import normalization as flax_norm
+
+
+def interleave(*views: jax.Array) -> jax.Array:
+  """``V`` arrays ``(B, ...)``, one per view, as one batch ``(V * B, ...)`` in the order
+  ``BatchNorm(views=V)`` reads: ``a_0, b_0, a_1, b_1, ...``."""
+  return jnp.stack(views, axis=1).reshape(-1, *views[0].shape[1:])
+
+
+def split_views(x: jax.Array, views: int) -> list[jax.Array]:
+  """``interleave``'s inverse: the ``views`` arrays ``(B, ...)`` of a batch ``(V * B, ...)``."""
+  per_view = x.reshape(-1, views, *x.shape[1:])
+  return [per_view[:, v] for v in range(views)]
 
 
 class BatchNorm(nn.BatchNorm):

@@ -14,6 +14,7 @@ import optax
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from jaxssl.data import augment
+from jaxssl.models import norm
 from jaxssl.train.state import TrainState
 
 Metrics = dict[str, Any]  # nested: see make_update
@@ -55,17 +56,16 @@ def make_update(model, method, method_kwargs: dict[str, Any],
   def loss_fn(params, state: TrainState, x_a, x_b, labels, key):
     # Both views in one pass, interleaved (a_0, b_0, a_1, ...: a device's images keep their
     # views); stochastic depth (ViT) draws from the loss key's own stream.
-    both = jnp.stack([x_a, x_b], axis=1).reshape(-1, *x_a.shape[1:])
-    out, updates = model.apply({"params": params, "batch_stats": state.batch_stats}, both,
-                               train=True, views=2, mutable=["batch_stats"],
+    out, updates = model.apply({"params": params, "batch_stats": state.batch_stats},
+                               norm.interleave(x_a, x_b), train=True, views=2,
+                               mutable=["batch_stats"],
                                rngs={"dropout": jax.random.fold_in(key, 0)})
-    embeddings = out["embeddings"].reshape(-1, 2, out["embeddings"].shape[-1])
-    loss, aux, method_state = method.loss(embeddings[:, 0], embeddings[:, 1],
+    loss, aux, method_state = method.loss(*norm.split_views(out["embeddings"], 2),
                                           state.method_state, key, **method_kwargs)
     metrics = {"loss": loss, "terms": aux}
     if "logits" not in out:  # unlabeled data: no online head
       return loss, (metrics, updates.get("batch_stats", {}), method_state)
-    head_loss, head_acc = head_metrics(out["logits"], jnp.repeat(labels, 2))
+    head_loss, head_acc = head_metrics(out["logits"], norm.interleave(labels, labels))
     metrics["head"] = {"loss": head_loss, "accuracy": head_acc}
     # Self-supervised methods: the head sees stop_gradient(features), so adding its loss
     # trains the head alone; supervised methods (VCReg) train the backbone through it.

@@ -10,13 +10,9 @@ import pytest
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from jaxssl.models import Projector, SSLModel, build_backbone
-from jaxssl.models.norm import BatchNorm
+from jaxssl.models.norm import BatchNorm, interleave, split_views
 
 TOL = dict(rtol=2e-5, atol=2e-6)
-
-
-def interleave(*views):
-  return jnp.stack(views, axis=1).reshape(-1, *views[0].shape[1:])
 
 
 def assert_trees_close(a, b, rtol=2e-5):
@@ -24,6 +20,14 @@ def assert_trees_close(a, b, rtol=2e-5):
   def close(x, y):
     np.testing.assert_allclose(x, y, rtol=rtol, atol=rtol * float(np.max(np.abs(y))))
   jax.tree.map(close, a, b)
+
+
+def test_interleave_alternates_the_views_and_split_views_undoes_it():
+  a, b = jnp.array([[0.0], [2.0]]), jnp.array([[1.0], [3.0]])
+  both = interleave(a, b)
+  np.testing.assert_array_equal(both, [[0.0], [1.0], [2.0], [3.0]])  # a_0, b_0, a_1, b_1
+  for got, want in zip(split_views(both, 2), (a, b)):
+    np.testing.assert_array_equal(got, want)
 
 
 class Norm(nn.Module):
@@ -54,8 +58,7 @@ def test_per_view_statistics_equal_one_call_per_view(views, shape):
     return y, stats, back(cotangent)
 
   joint = jax.jit(lambda x, dy: run(Norm(views), x, dy))(interleave(*xs), dy)
-  per_view_dy = [dy.reshape(-1, views, *shape[1:])[:, v] for v in range(views)]
-  separate = jax.jit(lambda xs, dy: run(Norm(), xs, dy))(xs, per_view_dy)
+  separate = jax.jit(lambda xs, dy: run(Norm(), xs, dy))(xs, split_views(dy, views))
   y, stats, (d_params, dx) = joint
   y_sep, stats_sep, (d_params_sep, dx_sep) = separate
   np.testing.assert_allclose(y, interleave(*y_sep), **TOL)
