@@ -48,6 +48,10 @@ Parts:
 - ``one_pass``: the same float32 runs since the step runs both views through the model in one
   pass (``jaxssl.models.norm``: BatchNorm's statistics still per view, the same values to
   float32 summation order), beside the ``maxpool`` part's seeds.
+- ``threads``: the same float32 runs since each oneDNN primitive is built for the threads its
+  call runs on (one per device on two devices; before, built on a thread that could use both
+  cores, each device's calls opened two: the same values to float32 summation order in the
+  weight gradients), beside the ``one_pass`` part's seeds.
 
 Every run is evaluated on the backbone's features: logistic and ridge probes, 200-NN, RankMe,
 the covariance spectrum, the mean pairwise normalised HSIC between features (512 test images)
@@ -157,7 +161,7 @@ CEILING = {"model.widths": (32, 64, 128, 1024), "train.epochs": 2}
 # The precisions the onednn part trains today's default in (model.dtype).
 PRECISIONS = ("float32", "bfloat16")
 # The parts that train today's default with oneDNN's convolutions (one run per label and seed).
-ONEDNN_PARTS = ("onednn", "maxpool", "one_pass")
+ONEDNN_PARTS = ("onednn", "maxpool", "one_pass", "threads")
 PARTS = ("sweep", "table", "projector", "quickstart", "vit", "wide", "default", "ceiling",
          *ONEDNN_PARTS)
 
@@ -236,7 +240,7 @@ def plan(parts: list[str], seeds: list[int], table_epochs: int = 3) -> list[Run]
       for dtype in PRECISIONS:
         runs.append(Run(f"onednn/{dtype}/seed{seed}", "onednn", dtype, QUICKSTART_DEFAULT,
                         {"model.dtype": dtype}, seed))
-  for part in ("maxpool", "one_pass"):  # today's default again, after a change of its step
+  for part in ONEDNN_PARTS[1:]:  # today's default again, after a change of its step
     if part in parts:
       for seed in seeds:
         runs.append(Run(f"{part}/float32/seed{seed}", part, "float32", QUICKSTART_DEFAULT,
@@ -270,9 +274,12 @@ def config_fingerprint(c, random_init: bool) -> str:
   """The resolved config (where the data lives aside), the convolution it runs with where
   that is oneDNN's (``conv_here``; the runs before it ran another), the CNN's max-pool since
   it is ``max_pool_2x2`` (2026-12-05; ``nn.max_pool`` before), the step's one pass over both
-  views (2026-12-06; a pass per view before) and what is evaluated."""
+  views (2026-12-06; a pass per view before), oneDNN's primitives built for their calls'
+  threads (2026-12-06) and what is evaluated."""
   config = json.loads(c.to_json_best_effort())
   config["model"]["conv"] = conv_here(c)
+  if "onednn" in config["model"]["conv"]:
+    config["model"]["onednn_threads"] = "per call"
   if c.model.backbone == "convnet":
     config["model"]["pool"] = "max_pool_2x2"
   config["train"]["views"] = "one pass"
@@ -593,7 +600,8 @@ def report(results: dict) -> str:
 
 def precision_markdown(runs: dict) -> str:
   """The onednn part paired by seed: bfloat16 against float32, the maxpool part's float32
-  against it, the one_pass part's against the maxpool part's, and float32 against the same
+  against it, the one_pass part's against the maxpool part's, the threads part's against the
+  one_pass part's, and float32 against the same
   recipe before oneDNN and the allocator setting (the default part's runs of today's default;
   their training time only where a seed ran on the same CPU kind)."""
   def by_seed(part: str, label: str) -> dict[int, dict]:
@@ -601,15 +609,20 @@ def precision_markdown(runs: dict) -> str:
             if "error" not in r and (r["part"], r["label"]) == (part, label)}
   float32, bfloat16 = by_seed("onednn", "float32"), by_seed("onednn", "bfloat16")
   pool, one_pass = by_seed("maxpool", "float32"), by_seed("one_pass", "float32")
-  before = by_seed("default", DEFAULT_CHOSEN)
-  same_cpu = {s: r for s, r in before.items() if s in float32 and
-              methods_stats.machine_of(r) == methods_stats.machine_of(float32[s])}
+  threads, before = by_seed("threads", "float32"), by_seed("default", DEFAULT_CHOSEN)
+
+  def same_cpu(runs: dict, against: dict) -> dict:  # times compare on one CPU kind only
+    return {s: r for s, r in runs.items() if s in against and
+            methods_stats.machine_of(r) == methods_stats.machine_of(against[s])}
   lines = list(methods_stats.CLAIMS_HEADER)
   for claim, first, second, seconds in (
       ("bfloat16 - float32", bfloat16, float32, float32),
       ("float32, max_pool_2x2 - float32", pool, float32, float32),
       ("float32, one pass - float32, max_pool_2x2", one_pass, pool, pool),
-      ("float32 - before (conv 'fast', 4 KiB pages)", float32, before, same_cpu)):
+      ("float32, threads per call - float32, one pass", threads, one_pass,
+       same_cpu(one_pass, threads)),
+      ("float32 - before (conv 'fast', 4 KiB pages)", float32, before,
+       same_cpu(before, float32))):
     for number in ("logistic", "ridge", "knn", "train_s"):
       against = seconds if number == "train_s" else second
       lines.append(methods_stats.paired_markdown(

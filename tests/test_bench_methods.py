@@ -167,6 +167,9 @@ def test_onednn_runs_train_todays_default_in_both_precisions(monkeypatch):
   once_more = bench_methods.plan(["one_pass"], [0, 1])
   assert [(r.id, r.overrides) for r in once_more] == [
       (f"one_pass/float32/seed{s}", runs[0].overrides) for s in (0, 1)]
+  # The threads part: again, since oneDNN's primitives are built for their calls' threads.
+  threads = bench_methods.plan(["threads"], [0])
+  assert [(r.id, r.overrides) for r in threads] == [("threads/float32/seed0", runs[0].overrides)]
 
 
 def test_two_drivers_fill_one_results_file(tmp_path):
