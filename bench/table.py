@@ -55,8 +55,11 @@ def train_step_table(result):
   torch_versions = {r["torch"] for r in result["results"] if "torch" in r}
   sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
   import train_step  # pylint: disable=g-import-not-at-top
+  # The CPU's kind where the file has it (since 2026-12-06; a CPU run's devices say "cpu").
+  devices = [result["machine"].get("cpu", d) if d == "cpu" else d
+             for d in result["machine"]["devices"]]
   lines = [
-      f"{', '.join(result['machine']['devices'])}; {train_step.model_name(st)} at "
+      f"{', '.join(devices)}; {train_step.model_name(st)} at "
       f"{st['size']}x{st['size']}, projector {st['projector']}; {versions}"
       f"{', torch ' + ', '.join(sorted(torch_versions)) if torch_versions else ''}; "
       f"{result['machine']['date']}",

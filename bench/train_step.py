@@ -57,6 +57,8 @@ import sys
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+from methods import cpu_kind  # noqa: E402  (this directory's)
 
 SUITES = {
     "cpu": dict(config="vicreg_cifar", arg="cifar10", depth=18, stem="cifar", size=32,
@@ -638,7 +640,7 @@ def write_results(out: pathlib.Path, name: str, suite: dict, flops: float, resul
   out.write_text(json.dumps({
       "suite": name, "settings": suite, "model_flops_per_image": flops, "merged": merged,
       "machine": {"devices": sorted({r["device_kind"] for r in results}),
-                  "written_on": platform.platform(), "cpus": os.cpu_count(),
+                  "cpu": cpu_kind(), "written_on": platform.platform(), "cpus": os.cpu_count(),
                   "date": time.strftime("%Y-%m-%d")},
       "results": results}, indent=2))
 
