@@ -160,8 +160,10 @@ DEFAULT_CHOSEN = "last stage 1024"  # (89.40% at seed 0): run at every seed of -
 CEILING = {"model.widths": (32, 64, 128, 1024), "train.epochs": 2}
 # The precisions the onednn part trains today's default in (model.dtype).
 PRECISIONS = ("float32", "bfloat16")
-# The parts that train today's default with oneDNN's convolutions (one run per label and seed).
-ONEDNN_PARTS = ("onednn", "maxpool", "one_pass", "threads")
+# The parts that train today's default again after a change of its step (float32, every seed),
+# and with them the parts that train it with oneDNN's convolutions (one run per label and seed).
+RERUN_PARTS = ("maxpool", "one_pass", "threads")
+ONEDNN_PARTS = ("onednn", *RERUN_PARTS)
 PARTS = ("sweep", "table", "projector", "quickstart", "vit", "wide", "default", "ceiling",
          *ONEDNN_PARTS)
 
@@ -240,7 +242,7 @@ def plan(parts: list[str], seeds: list[int], table_epochs: int = 3) -> list[Run]
       for dtype in PRECISIONS:
         runs.append(Run(f"onednn/{dtype}/seed{seed}", "onednn", dtype, QUICKSTART_DEFAULT,
                         {"model.dtype": dtype}, seed))
-  for part in ONEDNN_PARTS[1:]:  # today's default again, after a change of its step
+  for part in RERUN_PARTS:
     if part in parts:
       for seed in seeds:
         runs.append(Run(f"{part}/float32/seed{seed}", part, "float32", QUICKSTART_DEFAULT,

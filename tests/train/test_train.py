@@ -71,20 +71,21 @@ def test_one_and_eight_devices_give_the_same_step(fmnist_data_dir):
   states = [run.init_state() for run in runs]
   data = loader.train_dataset(runs[0].train_source, global_batch=config.train.global_batch,
                               seed=config.seed)
+  host = jax.device_get(states[0])  # the 1-device state each step starts from
+
+  def same_update(path, old, new_1, new_8):
+    step_1, step_8 = new_1 - old, new_8 - old
+    error, scale = np.max(np.abs(step_1 - step_8)), np.max(np.abs(step_1))
+    assert error <= 1e-3 * scale + 1e-7, (jax.tree_util.keystr(path), error, scale)
   for i in range(2):
-    before = jax.device_get(states[0].params)
     (state_1, metrics_1), (state_8, metrics_8) = (
         run.train_step()(state, loader.to_global(data[i], run.mesh))
         for run, state in zip(runs, states))
     np.testing.assert_allclose(float(metrics_1["loss"]), float(metrics_8["loss"]), rtol=1e-5)
-    after_1, after_8 = jax.device_get(state_1.params), jax.device_get(state_8.params)
-
-    def same_update(path, old, new_1, new_8):
-      step_1, step_8 = new_1 - old, new_8 - old
-      error, scale = np.max(np.abs(step_1 - step_8)), np.max(np.abs(step_1))
-      assert error <= 1e-3 * scale + 1e-7, (jax.tree_util.keystr(path), error, scale)
-    jax.tree_util.tree_map_with_path(same_update, before, after_1, after_8)
-    host = jax.device_get(state_1)  # fresh buffers: each step donates its state's
+    before, host = host, jax.device_get(state_1)
+    jax.tree_util.tree_map_with_path(same_update, before.params, host.params,
+                                     jax.device_get(state_8.params))
+    # Fresh buffers from the host copy: each step donates its state's.
     states = [state_1, jax.tree.map(lambda old, new: jax.device_put(new, old.sharding),
                                     state_8, host)]
 
