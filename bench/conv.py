@@ -8,10 +8,11 @@ jaxssl[onednn] is installed) against PyTorch (channels-last, oneDNN), side by si
   python bench/conv.py --quick                 # three repetitions, for a look
   python bench/conv.py --dtype bfloat16        # in bfloat16 (PyTorch's too), oneDNN on AVX512-BF16
 
-jaxssl's implementations run in one subprocess, taking turns call by call (``in_turns``),
-PyTorch in another (the two must not share a thread pool), both with the launch scripts'
-allocator setting (``train_step.ALLOCATOR``); the parent prints the table and writes JSON
-(bench/results/conv_<nets>.json). Rates are GFLOP/s of the pass's multiply-adds (2 FLOPs
+jaxssl's implementations serve their calls from one worker process, PyTorch from another (the
+two must not share a thread pool), both with the launch scripts' allocator setting
+(``train_step.ALLOCATOR``). The parent has all of them take turns call by call (``in_turns``),
+so the machine's drift falls on all alike, keeps every turn, and prints the table and writes
+JSON (bench/results/conv_<nets>.json). Rates are GFLOP/s of the pass's multiply-adds (2 FLOPs
 each; the input gradient of a stride-s convolution counted at the forward's FLOPs, the
 work it needs); "of matmul" is of the matmul rate measured in the same worker in the same
 type (2048 x 2048, XLA's or PyTorch's). Times are medians after two warm-ups.
@@ -20,6 +21,7 @@ type (2048 x 2048, XLA's or PyTorch's). Times are medians after two warm-ups.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -116,13 +118,48 @@ def flops(s: dict) -> float:
   return 2.0 * s["n"] * out * out * s["k"] ** 2 * s["c"] * s["f"]
 
 
+def describe(s: dict) -> str:
+  return (f"{s['k']}x{s['k']}/{s['s']} {s['c']}->{s['f']} at {s['size']}x{s['size']}, "
+          f"batch {s['n']}{' (stem)' if s['stem'] else ''}")
+
+
+def local(fn):
+  """``fn`` as a turn: called ``repeats`` times back to back, the seconds per call."""
+  def run(repeats: int) -> float:
+    start = time.perf_counter()
+    for _ in range(repeats):
+      fn()
+    return (time.perf_counter() - start) / repeats
+  return run
+
+
 def median_seconds(fn, reps: int) -> float:
-  return in_turns({"": fn}, reps)[""]
+  return statistics.median(in_turns({"": local(fn)}, reps)[""])
 
 
-def jax_worker(p: dict) -> dict:
-  """Every convolution of ``p["convs"]`` per shape and pass, timed in turns (one call of each,
-  round after round), so that the machine's drift falls on all of them alike."""
+def in_turns(calls: dict, reps: int, min_seconds: float = 0.02) -> dict:
+  """Each call's seconds in every timed turn, after two warm-up rounds, the calls taking
+  turns (``calls`` maps a name to a function of the repeats that returns the seconds per
+  call). A call shorter than ``min_seconds`` runs back to back in each turn, as often as
+  fills it: timed one by one, after another implementation's call, a call of about a
+  millisecond (the stem's weight gradient) was slowed up to 3x by what the previous call left
+  running, and PyTorch's convolutions are timed in the same turns."""
+  times = {name: [] for name in calls}
+  repeats = dict.fromkeys(calls, 1)
+  for round_ in range(reps + 2):
+    for name, run in calls.items():
+      seconds = run(repeats[name])
+      if round_ >= 2:
+        times[name].append(seconds)
+      else:  # warm-up: how often the call fits in min_seconds
+        repeats[name] = max(repeats[name], math.ceil(min_seconds / seconds))
+  return times
+
+
+def jax_worker(p: dict):
+  """The greeting (versions, matmul rate) and the calls for a shape: each of ``p["convs"]``
+  by pass, the batch split over the devices (one per core: how jaxssl trains on a CPU), the
+  kernel on each; a weight gradient is summed over the devices as in a train step."""
   import jax
   import jax.numpy as jnp
   import numpy as np
@@ -132,8 +169,6 @@ def jax_worker(p: dict) -> dict:
 
   from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-  # The batch split over the devices (one per core: how jaxssl trains on a CPU), the kernel
-  # on each; a weight gradient is summed over the devices as in a train step.
   mesh = Mesh(np.array(jax.devices()), ("data",))
   batch, replicated = NamedSharding(mesh, P("data")), NamedSharding(mesh, P())
   rng = np.random.default_rng(0)
@@ -141,8 +176,8 @@ def jax_worker(p: dict) -> dict:
   a = jnp.asarray(rng.normal(size=(2048, 2048)), dtype)
   mm = jax.jit(lambda a: a @ a)
   matmul = 2 * 2048**3 / median_seconds(lambda: mm(a).block_until_ready(), p["reps"])
-  rows = {name: [] for name in p["convs"]}
-  for s in p["shapes"]:
+
+  def prepare(s: dict) -> dict:
     x = jax.device_put(rng.normal(size=(s["n"], s["size"], s["size"], s["c"])).astype(
         dtype), batch)
     w = jax.device_put(rng.normal(size=(s["k"], s["k"], s["c"], s["f"])).astype(dtype),
@@ -150,19 +185,11 @@ def jax_worker(p: dict) -> dict:
     fns = {name: passes(conv_lib.pick(name), s) for name in p["convs"]}
     dy = jax.device_put(rng.normal(size=jax.eval_shape(
         fns[p["convs"][0]]["forward"], x, w).shape).astype(dtype), batch)
-    times = {name: {} for name in p["convs"]}
-    for pass_ in fns[p["convs"][0]]:
-      args = (x, w) if pass_ == "forward" else (x, w, dy)
-      calls = {name: (lambda f=f[pass_]: jax.block_until_ready(f(*args)))
-               for name, f in fns.items()}
-      for name, seconds in in_turns(calls, p["reps"]).items():
-        times[name][pass_] = seconds
-    for name in p["convs"]:
-      rows[name].append({"shape": s, "seconds": times[name]})
-      print(f"  {name}: {describe(s)} " + ", ".join(
-          f"{k} {1e3 * v:.1f} ms" for k, v in times[name].items()), file=sys.stderr, flush=True)
-  return {"matmul_flops": matmul, "jax": jax.__version__, "devices": jax.device_count(),
-          "rows": rows}
+    return {(name, pass_): (lambda f=f, args=(x, w) if pass_ == "forward" else (x, w, dy):
+                            jax.block_until_ready(f(*args)))
+            for name, by_pass in fns.items() for pass_, f in by_pass.items()}
+  return {"matmul_flops": matmul, "jax": jax.__version__,
+          "devices": jax.device_count()}, prepare
 
 
 def passes(conv_fn, s: dict) -> dict:
@@ -183,29 +210,9 @@ def passes(conv_fn, s: dict) -> dict:
   return fns
 
 
-def in_turns(calls: dict, reps: int, min_seconds: float = 0.02) -> dict:
-  """Median seconds of each call, after two warm-up rounds, the calls taking turns. A call
-  shorter than ``min_seconds`` runs back to back in each turn, as often as fills it, and
-  counts as the turn's time over that number: timed one by one, after another
-  implementation's call, a call of about a millisecond (the stem's weight gradient) was
-  slowed up to 3x by what the previous call left running, and PyTorch's worker times its
-  calls back to back."""
-  times = {name: [] for name in calls}
-  repeats = dict.fromkeys(calls, 1)
-  for round_ in range(reps + 2):
-    for name, call in calls.items():
-      start = time.perf_counter()
-      for _ in range(repeats[name]):
-        call()
-      seconds = (time.perf_counter() - start) / repeats[name]
-      if round_ >= 2:
-        times[name].append(seconds)
-      else:  # warm-up: how often the call fits in min_seconds
-        repeats[name] = max(repeats[name], math.ceil(min_seconds / seconds))
-  return {name: statistics.median(t) for name, t in times.items()}
-
-
-def torch_worker(p: dict) -> dict:
+def torch_worker(p: dict):
+  """The greeting (version, threads, matmul rate) and the calls for a shape: PyTorch's
+  convolution by pass, channels-last (oneDNN's path)."""
   import torch
 
   torch.set_num_threads(p["threads"])
@@ -214,78 +221,147 @@ def torch_worker(p: dict) -> dict:
   a = torch.randn(2048, 2048, generator=gen).to(dtype)
   matmul = 2 * 2048**3 / median_seconds(lambda: a @ a, p["reps"])
   last = torch.channels_last
-  rows = []
-  for s in p["shapes"]:
+
+  def prepare(s: dict) -> dict:
     x = torch.randn(s["n"], s["c"], s["size"], s["size"], generator=gen).to(
         dtype, memory_format=last)
     w = torch.randn(s["f"], s["c"], s["k"], s["k"], generator=gen).to(dtype, memory_format=last)
-    conv = lambda x, w, s=s: torch.nn.functional.conv2d(x, w, stride=s["s"],
-                                                        padding=s["k"] // 2)
+    conv = lambda x, w: torch.nn.functional.conv2d(x, w, stride=s["s"], padding=s["k"] // 2)
     with torch.no_grad():
       dy = torch.randn_like(conv(x, w)).contiguous(memory_format=last)
-    times = {}
-    with torch.no_grad():
-      times["forward"] = median_seconds(lambda: conv(x, w), p["reps"])
-    grads = {"input grad": (x,), "weight grad": (w,), "forward + backward": (x, w)}
+
+    def forward():
+      with torch.no_grad():
+        conv(x, w)
+    calls = {("pytorch", "forward"): forward}
+    grads = {"input grad": "x", "weight grad": "w", "forward + backward": "xw"}
     if s["stem"]:
       del grads["input grad"]
-      grads["forward + backward"] = (w,)
-    for name, wrt in grads.items():
-      x.requires_grad_(any(t is x for t in wrt))
-      w.requires_grad_(any(t is w for t in wrt))
+      grads["forward + backward"] = "w"
+    for name, wrt in grads.items():  # leaves of their own, each pass its requires_grad
+      xs, ws = x.detach().requires_grad_("x" in wrt), w.detach().requires_grad_("w" in wrt)
+      leaves = tuple(t for t in (xs, ws) if t.requires_grad)
       if name == "forward + backward":
-        fn = lambda wrt=wrt: torch.autograd.grad(conv(x, w), wrt, dy)
+        calls[("pytorch", name)] = (
+            lambda xs=xs, ws=ws, leaves=leaves: torch.autograd.grad(conv(xs, ws), leaves, dy))
       else:  # the backward alone, on one recorded forward
-        y = conv(x, w)
-        fn = lambda y=y, wrt=wrt: torch.autograd.grad(y, wrt, dy, retain_graph=True)
-      times[name] = median_seconds(fn, p["reps"])
-    x.requires_grad_(False)
-    w.requires_grad_(False)
-    rows.append({"shape": s, "seconds": times})
-    print(f"  pytorch: {describe(s)} " + ", ".join(
-        f"{k} {1e3 * v:.1f} ms" for k, v in times.items()), file=sys.stderr, flush=True)
+        y = conv(xs, ws)
+        calls[("pytorch", name)] = (lambda y=y, leaves=leaves: torch.autograd.grad(
+            y, leaves, dy, retain_graph=True))
+    return calls
   return {"matmul_flops": matmul, "torch": torch.__version__,
-          "threads": torch.get_num_threads(), "rows": rows}
+          "threads": torch.get_num_threads()}, prepare
 
 
-def describe(s: dict) -> str:
-  return (f"{s['k']}x{s['k']}/{s['s']} {s['c']}->{s['f']} at {s['size']}x{s['size']}, "
-          f"batch {s['n']}{' (stem)' if s['stem'] else ''}")
+WORKERS = {"jax": jax_worker, "torch": torch_worker}
+REPLY = "conv.py reply: "  # marks the protocol's lines among anything else on stdout
 
 
-def run_worker(worker: str, params: dict) -> dict:
-  cmd = [sys.executable, __file__, "--worker", worker, json.dumps(params)]
-  flags = (f"{os.environ.get('XLA_FLAGS', '')} "
-           f"--xla_force_host_platform_device_count={params['devices']}").strip()
-  env = {**os.environ, **ALLOCATOR, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": flags}
-  proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, text=True, cwd=ROOT)
-  if proc.returncode != 0:
-    raise RuntimeError(f"the {worker} worker failed (its error is above)")
-  return json.loads(proc.stdout.strip().splitlines()[-1])
+def serve(kind: str, params: dict) -> None:
+  """A worker's loop: its greeting, then one reply per request on stdin. ``shape`` prepares
+  (compiles, allocates) that shape's calls and lists them; ``run`` times one of them."""
+  greeting, prepare = WORKERS[kind](params)
+  calls = {}
+  print(REPLY + json.dumps(greeting), flush=True)
+  for line in sys.stdin:
+    msg = json.loads(line)
+    if msg["op"] == "shape":
+      calls = prepare(msg["shape"])
+      reply = {"calls": list(calls)}
+    else:
+      reply = {"seconds": local(calls[msg["label"], msg["pass"]])(msg["repeats"])}
+    print(REPLY + json.dumps(reply), flush=True)
 
 
-def run_all(params: dict) -> list[dict]:
-  """One result per implementation, PyTorch's last: label, rows, the worker's matmul rate."""
+class Worker:
+  """A process of this script serving its ``kind``'s calls (``serve``), with the launch
+  scripts' allocator setting and, for JAX, ``params["devices"]`` XLA CPU devices."""
+
+  def __init__(self, kind: str, params: dict):
+    self.kind = kind
+    flags = (f"{os.environ.get('XLA_FLAGS', '')} "
+             f"--xla_force_host_platform_device_count={params['devices']}").strip()
+    env = {**os.environ, **ALLOCATOR, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": flags}
+    self.proc = subprocess.Popen([sys.executable, __file__, "--worker", kind,
+                                  json.dumps(params)], env=env, cwd=ROOT, text=True,
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    self.greeting = self.reply()
+
+  def ask(self, msg: dict) -> dict:
+    self.proc.stdin.write(json.dumps(msg) + "\n")
+    self.proc.stdin.flush()
+    return self.reply()
+
+  def reply(self) -> dict:
+    for line in self.proc.stdout:
+      if line.startswith(REPLY):
+        return json.loads(line[len(REPLY):])
+    raise RuntimeError(f"the {self.kind} worker failed (its error is above)")
+
+  def close(self) -> None:
+    self.proc.stdin.close()
+    self.proc.wait()
+
+
+def run_all(params: dict, settle: float = 0.05) -> list[dict]:
+  """One result per implementation, PyTorch's last: label, rows, the worker's matmul rate.
+  jaxssl's and PyTorch's calls take turns, each from its own process (the two must not share
+  a thread pool), so that the machine's drift falls on all of them alike. Before a turn in the
+  other process the machine rests ``settle`` seconds: the threads of a parallel region spin a
+  while after it ends (OpenMP's, XLA's), and would take a core from the next call."""
   sys.path.insert(0, str(ROOT))
   from jaxssl.models import onednn
   convs = [c for c in CONVS if c != "onednn" or not onednn.unavailable()]
   if len(convs) < len(CONVS):
     print(f"model.conv='onednn' left out: {onednn.unavailable()}", file=sys.stderr)
-  ours = run_worker("jax", {**params, "convs": convs})
-  torch = run_worker("torch", params)
-  return [{"label": name, "matmul_flops": ours["matmul_flops"], "jax": ours["jax"],
-           "devices": ours["devices"], "rows": ours["rows"][name]}
-          for name in convs] + [{"label": "pytorch", **torch}]
+  # One after the other: each measures its matmul rate while the other is not running.
+  workers = [Worker("jax", {**params, "convs": convs}), Worker("torch", params)]
+  last = None
+
+  def turn(worker, label, pass_, repeats):
+    nonlocal last
+    if last is not worker:
+      time.sleep(settle)
+      last = worker
+    return worker.ask({"op": "run", "label": label, "pass": pass_,
+                       "repeats": repeats})["seconds"]
+  rows = {}
+  try:
+    for s in params["shapes"]:
+      by_pass = {}
+      for worker in workers:
+        for label, pass_ in worker.ask({"op": "shape", "shape": s})["calls"]:
+          by_pass.setdefault(pass_, {})[label] = functools.partial(turn, worker, label, pass_)
+      row = {}
+      for pass_, calls in by_pass.items():
+        for label, seconds in in_turns(calls, params["reps"]).items():
+          row.setdefault(label, {"shape": s, "seconds": {}, "turns": {}})
+          row[label]["seconds"][pass_] = statistics.median(seconds)
+          row[label]["turns"][pass_] = seconds
+      for label, r in row.items():
+        rows.setdefault(label, []).append(r)
+        print(f"  {label}: {describe(s)} " + ", ".join(
+            f"{k} {1e3 * v:.1f} ms" for k, v in r["seconds"].items()), file=sys.stderr,
+              flush=True)
+  finally:
+    for worker in workers:
+      worker.close()
+  ours, torch = workers[0].greeting, workers[1].greeting
+  return [{"label": name, **ours, "rows": rows[name]} for name in convs] + [
+      {"label": "pytorch", **torch, "rows": rows["pytorch"]}]
 
 
 def table(results: list[dict], dtype: str = "float32") -> str:
   """One row per shape and pass: each variant's GFLOP/s, PyTorch's, and the best jaxssl
-  variant's ratio to PyTorch and to the matmul rate of its own worker."""
+  variant's ratio to PyTorch (of the medians; and, where the file has every turn, the middle
+  half of the ratio turn by turn) and to the matmul rate of its own worker."""
   torch = next(r for r in results if r["label"] == "pytorch")
   ours = [r for r in results if r is not torch]
+  paired = all("turns" in row for r in results for row in r["rows"])  # files from 2026-12-06
   head = ("| convolution | pass | " + " | ".join(r["label"] for r in ours) +
-          " | pytorch | best / pytorch | best / its matmul |")
-  lines = [head, "|---|---|" + "---:|" * (len(ours) + 3)]
+          " | pytorch | best / pytorch |" + (" by turn, middle half |" if paired else "") +
+          " best / its matmul |")
+  lines = [head, "|---|---|" + "---:|" * (len(ours) + 3 + paired)]
   for i, row in enumerate(torch["rows"]):
     s = row["shape"]
     for name in PASSES:
@@ -298,10 +374,19 @@ def table(results: list[dict], dtype: str = "float32") -> str:
       torch_rate = work / row["seconds"][name] / 1e9
       lines.append(
           f"| {describe(s)} | {name} | " + " | ".join(f"{v:.0f}" for v in rates) +
-          f" | {torch_rate:.0f} | {rates[best] / torch_rate:.2f}x ({ours[best]['label']}) | "
+          f" | {torch_rate:.0f} | {rates[best] / torch_rate:.2f}x ({ours[best]['label']}) | " +
+          (middle_half(row["turns"][name], ours[best]["rows"][i]["turns"][name]) + " | "
+           if paired else "") +
           f"{1e9 * rates[best] / ours[best]['matmul_flops']:.0%} |")
   matmul = ", ".join(f"{r['label']} {r['matmul_flops'] / 1e9:.0f}" for r in results)
   return "\n".join(lines) + f"\n\n{dtype} matmul, GFLOP/s: {matmul}"
+
+
+def middle_half(torch_turns: list[float], our_turns: list[float]) -> str:
+  """The quartiles of PyTorch's time over ours, turn by turn (the two ran in the same turns):
+  how far the ratio moved with the machine."""
+  q1, _, q3 = statistics.quantiles([t / o for t, o in zip(torch_turns, our_turns)], n=4)
+  return f"{q1:.2f}-{q3:.2f}x"
 
 
 def totals(results: list[dict], shapes: list[dict]) -> str:
@@ -339,8 +424,7 @@ def main():
   parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
   args = parser.parse_args()
   if args.worker:
-    worker, params = args.worker[0], json.loads(args.worker[1])
-    print(json.dumps((jax_worker if worker == "jax" else torch_worker)(params)))
+    serve(args.worker[0], json.loads(args.worker[1]))
     return
   nets = args.nets.split(",")
   unknown = set(nets) - set(NETS)

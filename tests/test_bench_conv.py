@@ -2,6 +2,9 @@
 models' own, counted as the models run), its totals weigh each shape by how often it occurs,
 and its timer runs short calls back to back."""
 
+import io
+import json
+import statistics
 import sys
 import time
 
@@ -65,16 +68,56 @@ def test_totals_count_each_shape_as_often_as_it_occurs():
 
 def test_short_calls_run_back_to_back_within_their_turn():
   """A call under ``min_seconds`` repeats within each turn and counts as the turn over its
-  repeats; a longer one runs once a turn. Each call's median is its own duration."""
+  repeats; a longer one runs once a turn. Each call's turns are its own durations."""
   counts = {"short": 0, "long": 0}
 
   def sleeper(name, seconds):
     def call():
       counts[name] += 1
       time.sleep(seconds)
-    return call
-  medians = conv.in_turns({"short": sleeper("short", 0.002), "long": sleeper("long", 0.03)},
-                          reps=3, min_seconds=0.02)
+    return conv.local(call)
+  turns = conv.in_turns({"short": sleeper("short", 0.002), "long": sleeper("long", 0.03)},
+                        reps=3, min_seconds=0.02)
   assert counts["long"] == 3 + 2  # two warm-up turns, three timed
   assert counts["short"] >= 1 + 3 * 5  # once in the first warm-up, then as often as fits
-  assert 0.002 <= medians["short"] < 0.006 and 0.03 <= medians["long"] < 0.05
+  assert len(turns["short"]) == len(turns["long"]) == 3
+  assert all(0.002 <= t < 0.006 for t in turns["short"])
+  assert all(0.03 <= t < 0.05 for t in turns["long"])
+
+
+def test_a_worker_serves_its_calls_over_stdin_and_stdout(monkeypatch, capsys):
+  """``serve``: the greeting, then a shape's calls listed, then each ``run`` timed over its
+  repeats, one marked line per request."""
+  called = []
+
+  def fake(params):
+    prepare = lambda s: {("fake", "forward"): lambda: called.append(s["n"])}
+    return {"matmul_flops": 1.0}, prepare
+  monkeypatch.setitem(conv.WORKERS, "fake", fake)
+  requests = [{"op": "shape", "shape": {"n": 7}},
+              {"op": "run", "label": "fake", "pass": "forward", "repeats": 3}]
+  monkeypatch.setattr(sys, "stdin", io.StringIO("".join(json.dumps(r) + "\n" for r in requests)))
+  conv.serve("fake", {})
+  replies = [json.loads(line[len(conv.REPLY):]) for line in capsys.readouterr().out.splitlines()
+             if line.startswith(conv.REPLY)]
+  assert replies[0] == {"matmul_flops": 1.0}
+  assert replies[1] == {"calls": [["fake", "forward"]]}
+  assert replies[2]["seconds"] >= 0 and called == [7, 7, 7]
+
+
+def test_the_table_gives_the_middle_half_of_the_ratio_turn_by_turn():
+  """Where every turn is in the file, a column gives the quartiles of PyTorch's time over the
+  best implementation's, turn by turn; files without turns render as before."""
+  s = conv.NETS["convnet"]()[1]
+  ours = [0.010, 0.012, 0.011, 0.020, 0.010]
+  theirs = [0.011, 0.012, 0.0121, 0.030, 0.012]  # ratios 1.1, 1.0, 1.1, 1.5, 1.2
+  passes = ("forward", "input grad", "weight grad", "forward + backward")
+  row = lambda turns: {"shape": s, "seconds": dict.fromkeys(passes, statistics.median(turns)),
+                       "turns": dict.fromkeys(passes, turns)}
+  results = [{"label": "onednn", "matmul_flops": 1e11, "rows": [row(ours)]},
+             {"label": "pytorch", "matmul_flops": 1e11, "rows": [row(theirs)]}]
+  table = conv.table(results)  # the ratios' quartiles; the medians' ratio is 1.09x
+  assert "by turn, middle half" in table and "| 1.05-1.35x |" in table
+  for r in results:
+    del r["rows"][0]["turns"]
+  assert "by turn" not in conv.table(results)
