@@ -79,18 +79,22 @@ struct Primitive {
   memory::desc scratchpad, weights, user_weights;
 };
 
-// oneDNN 3.2's first choice for the input gradient of a strided 1x1 convolution (ResNet's
-// shortcuts), "brgconv_strided", ran at 0.45-1.0x (mostly near 0.55x) the rate of its next
-// choice, the 1x1 kernel ("jit_1x1"), on ResNet-18's shortcuts here, in float32 and
-// bfloat16 (bench/README.md, "Convolutions"). So that choice is passed over there. The choice
-// depends only on the geometry and the CPU, never on timing: a run repeats exactly.
-void PassOverStrided1x1(dnnl::convolution_backward_data::primitive_desc& pd,
-                        const Geometry& g) {
+// Two of oneDNN 3.2's first choices for a strided 1x1 convolution (ResNet's shortcuts) are
+// passed over; each choice depends only on the geometry and the CPU, so a run repeats exactly.
+// - The input gradient's "brgconv_strided" ran at 0.45-1.0x (mostly near 0.55x) the rate of
+//   the next choice, "jit_1x1", on ResNet-18's shortcuts, in float32 and bfloat16
+//   (bench/README.md, "Convolutions").
+// - The weight gradient's "jit_1x1" (AVX2) writes past the end of its scratchpad on one
+//   thread when the input channels are not a multiple of its vector width: the heap was
+//   corrupted (a test's crash), and a guard page after the scratchpad faulted for 3 or 5
+//   channels at stride 2 and 3. The next choice ("jit") did not.
+template <typename PrimitiveDesc>
+void PassOver(PrimitiveDesc& pd, const Geometry& g, const char* impl, bool when = true) {
   const auto one = [](int64_t n) { return n == 1; };
   const bool strided = !std::all_of(g.strides.begin(), g.strides.end(), one);
-  if (!strided || !std::all_of(g.weights.begin() + 2, g.weights.end(), one)) return;
+  if (!when || !strided || !std::all_of(g.weights.begin() + 2, g.weights.end(), one)) return;
   // next_impl() keeps the last choice when there is no other.
-  while (std::string(pd.impl_info_str()).rfind("brgconv_strided", 0) == 0 && pd.next_impl()) {
+  while (std::string(pd.impl_info_str()).rfind(impl, 0) == 0 && pd.next_impl()) {
   }
 }
 
@@ -113,13 +117,14 @@ std::shared_ptr<Primitive> Build(Direction direction, const Geometry& g) {
   } else if (direction == kBackwardData) {
     dnnl::convolution_backward_data::primitive_desc data(
         Engine(), direct, src, any_weights, dst, g.strides, g.pad_lo, g.pad_hi, forward, attr);
-    PassOverStrided1x1(data, g);
+    PassOver(data, g, "brgconv_strided");
     p->primitive = dnnl::convolution_backward_data(data);
     p->scratchpad = data.scratchpad_desc();
     p->weights = data.weights_desc();
   } else {
     dnnl::convolution_backward_weights::primitive_desc weights(
         Engine(), direct, src, any_weights, dst, g.strides, g.pad_lo, g.pad_hi, forward, attr);
+    PassOver(weights, g, "jit_1x1", g.weights[1] % 16 != 0);  // AVX-512's width covers AVX2's
     p->primitive = dnnl::convolution_backward_weights(weights);
     p->scratchpad = weights.scratchpad_desc();
     p->weights = weights.diff_weights_desc();
