@@ -89,10 +89,10 @@ struct Primitive {
 //   corrupted (a test's crash), and a guard page after the scratchpad faulted for 3 or 5
 //   channels at stride 2 and 3. The next choice ("jit") did not.
 template <typename PrimitiveDesc>
-void PassOver(PrimitiveDesc& pd, const Geometry& g, const char* impl, bool when = true) {
+void PassOver(PrimitiveDesc& pd, const Geometry& g, const char* impl) {
   const auto one = [](int64_t n) { return n == 1; };
   const bool strided = !std::all_of(g.strides.begin(), g.strides.end(), one);
-  if (!when || !strided || !std::all_of(g.weights.begin() + 2, g.weights.end(), one)) return;
+  if (!strided || !std::all_of(g.weights.begin() + 2, g.weights.end(), one)) return;
   // next_impl() keeps the last choice when there is no other.
   while (std::string(pd.impl_info_str()).rfind(impl, 0) == 0 && pd.next_impl()) {
   }
@@ -124,7 +124,7 @@ std::shared_ptr<Primitive> Build(Direction direction, const Geometry& g) {
   } else {
     dnnl::convolution_backward_weights::primitive_desc weights(
         Engine(), direct, src, any_weights, dst, g.strides, g.pad_lo, g.pad_hi, forward, attr);
-    PassOver(weights, g, "jit_1x1", g.weights[1] % 16 != 0);  // AVX-512's width covers AVX2's
+    if (g.weights[1] % 16 != 0) PassOver(weights, g, "jit_1x1");  // AVX-512's width, AVX2's too
     p->primitive = dnnl::convolution_backward_weights(weights);
     p->scratchpad = weights.scratchpad_desc();
     p->weights = weights.diff_weights_desc();
