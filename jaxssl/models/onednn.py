@@ -4,10 +4,9 @@ XLA:CPU runs convolutions of up to 64 channels on one core, at 0.4-0.5x the rate
 oneDNN, the library PyTorch calls on CPU (bench/conv.py; bench/README.md, "Convolutions").
 This module calls oneDNN itself: ``onednn_conv.cc`` (beside this file) defines its forward,
 backward-data and backward-weights convolutions as XLA FFI handlers, in float32 or bfloat16.
-It is compiled on first use with the system's C++ compiler against the oneDNN that pip installs
-(``pip install 'jaxssl[onednn]'``: ``onednn-cpu-gomp`` and its headers) and cached under
-``$XDG_CACHE_HOME/jaxssl`` (``~/.cache/jaxssl``), keyed by the source and the versions of jax
-and oneDNN.
+It is compiled on first use with the system's C++ compiler against pip's oneDNN (``pip install
+'jaxssl[onednn]'``: ``onednn-cpu-gomp`` and its headers), cached in ``$XDG_CACHE_HOME/jaxssl``
+(``~/.cache/jaxssl``) by the source and the versions of jax and oneDNN.
 
 Each direction is a JAX function with
 - its gradient, in the other two directions (``jax.custom_vjp``; to any order, since each
@@ -18,13 +17,15 @@ Each direction is a JAX function with
   on each device's share of the batch; the weight gradient sums the shares over the batch's
   mesh axes. Sharded on anything but the batch, the operands are gathered first.
 Each call runs on the process's cores divided by its CPU devices, as OpenMP threads; calls
-that XLA runs side by side take turns for the cores rather than oversubscribe them.
+that XLA runs side by side take turns for the cores rather than oversubscribe them. Without
+AVX-512 a large weight gradient is several calls, each over some output channels.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import math
 import os
 import pathlib
 import shutil
@@ -34,6 +35,7 @@ import sys
 import tempfile
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.experimental.custom_partitioning import custom_partitioning
 from jax.sharding import NamedSharding, PartitionSpec as P
@@ -124,6 +126,28 @@ def build_library() -> pathlib.Path:
   return library
 
 
+@functools.cache
+def no_avx512() -> bool:
+  """Whether oneDNN has no AVX-512 on this CPU (its widest vectors are AVX2's or narrower)."""
+  load()
+  return bool(_library().JaxsslNoAvx512())
+
+
+# Without AVX-512 (AMD EPYC, family 25 model 1) oneDNN 3.2's weight gradient of a 512-to-512 3x3
+# kernel at 4x4 took 80-88 ms in one call, 58-64 in 2-8 (bench/README.md, "Convolutions").
+SLICED_WEIGHT_GRADIENT = 2**20  # weights per call, at most, without AVX-512
+
+
+def _output_slices(w_shape) -> list[tuple[int, int]]:
+  """A weight gradient's output channels, one (start, stop) per call: all in one, except without
+  AVX-512 over ``SLICED_WEIGHT_GRADIENT`` weights (the fewest halvings within it, to 16)."""
+  out, calls = w_shape[-1], 1
+  while no_avx512() and math.prod(w_shape) > calls * SLICED_WEIGHT_GRADIENT and out >= 32 * calls:
+    calls *= 2
+  width = -(-out // calls)
+  return [(i, min(i + width, out)) for i in range(0, out, width)]
+
+
 def _threads() -> int:
   """OpenMP threads per call: this process's cores over its CPU devices, which XLA runs
   side by side (one device per core: one thread each, no oversubscription)."""
@@ -132,12 +156,14 @@ def _threads() -> int:
 
 def _ffi(direction, a, b, out_shape, geometry):
   load()
+  if direction == "backward_weights" and len(slices := _output_slices(out_shape)) > 1:
+    return jnp.concatenate([_ffi(direction, a, b[..., lo:hi], (*out_shape[:-1], hi - lo),
+                                 geometry) for lo, hi in slices], axis=-1)
   strides, pads = geometry
-  return jax.ffi.ffi_call(f"jaxssl_onednn_{direction}", jax.ShapeDtypeStruct(
-      out_shape, a.dtype))(
-      a, b, strides=np.asarray(strides, np.int64),
-      pad_lo=np.asarray([lo for lo, _ in pads], np.int64),
-      pad_hi=np.asarray([hi for _, hi in pads], np.int64), threads=np.int64(_threads()))
+  call = jax.ffi.ffi_call(f"jaxssl_onednn_{direction}", jax.ShapeDtypeStruct(out_shape, a.dtype))
+  return call(a, b, strides=np.asarray(strides, np.int64),
+              pad_lo=np.asarray([lo for lo, _ in pads], np.int64),
+              pad_hi=np.asarray([hi for _, hi in pads], np.int64), threads=np.int64(_threads()))
 
 
 def _batch_axes(sharding):

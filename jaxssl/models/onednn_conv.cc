@@ -3,17 +3,16 @@
 // batching and partitioning rules).
 //
 // Layouts are XLA's as the models use them: the input and output channels-last (NWC, NHWC,
-// NDHWC), the kernel spatial-first (WIO, HWIO, DHWIO), float32. Three handlers, one per
-// direction of the same convolution:
+// NDHWC), the kernel spatial-first (WIO, HWIO, DHWIO), float32 or bfloat16. Three handlers,
+// one per direction of the same convolution:
 //   forward:          x, w  -> y
 //   backward_data:    dy, w -> dx   (dx's shape from the result buffer)
 //   backward_weights: x, dy -> dw   (dw's shape from the result buffer)
-// Each takes the strides, the padding before and after each spatial axis, and the number of
-// OpenMP threads to use. Primitives are built once per shape and thread count and cached;
-// the kernel is reordered to (and the weight gradient from) oneDNN's preferred layout on
-// every call.
-// JaxsslNativeBfloat16 says whether this CPU computes bfloat16 in hardware (else oneDNN would
-// emulate it in software).
+// Each takes the strides, the padding before and after each spatial axis and its OpenMP
+// threads. Primitives are cached per shape and thread count; the kernel is reordered to (the
+// weight gradient from) oneDNN's preferred layout on every call. JaxsslNativeBfloat16 says
+// whether this CPU computes bfloat16 in hardware (else oneDNN would emulate it in software),
+// JaxsslNoAvx512 whether it lacks AVX-512.
 #include <omp.h>
 
 #include <algorithm>
@@ -266,6 +265,10 @@ ffi::Error Handler(ffi::AnyBuffer a, ffi::AnyBuffer b, ffi::Result<ffi::AnyBuffe
 }
 
 }  // namespace
+
+extern "C" int JaxsslNoAvx512() {  // 1 where oneDNN has no AVX-512 on this CPU, else 0
+  return dnnl::get_effective_cpu_isa() < dnnl::cpu_isa::avx512_core;  // ISAs nest as bitmasks
+}
 
 // 1 where oneDNN runs bfloat16 in hardware on this CPU (AVX512-BF16 or AMX), else 0.
 extern "C" int JaxsslNativeBfloat16() {

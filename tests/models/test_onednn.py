@@ -1,5 +1,6 @@
 """model.conv="onednn" beyond what every implementation shares (test_conv.py): bfloat16 to its
-rounding, calls side by side, and what it says where it cannot run."""
+rounding, calls side by side, what it says where it cannot run, the kernels it passes over and
+its weight gradients in slices."""
 
 import functools
 import os
@@ -141,3 +142,22 @@ def test_onednn_strided_1x1_passes_over_what_onednn_conv_cc_names(impl, dtype, w
   assert calls and not any(f",{passed_over}:" in line for line in calls), calls
   error = float(out.rsplit("relative error", 1)[1])
   assert error < (1e-5 if dtype == "float32" else 2e-2)
+
+
+@pytest.mark.parametrize("impl", IMPLS[1:])
+@pytest.mark.parametrize("devices", [1, 8])
+def test_onednn_weight_gradient_in_slices_of_its_output_channels(impl, devices, monkeypatch):
+  """Without AVX-512 a weight gradient of over ``onednn.SLICED_WEIGHT_GRADIENT`` weights is
+  one call per slice of its output channels. Forced here at a small size: the slices cover
+  each channel once, the program makes one call each, and the gradient equals lax's, on one
+  device and with the batch split over eight."""
+  monkeypatch.setattr(onednn, "no_avx512", lambda: True)
+  monkeypatch.setattr(onednn, "SLICED_WEIGHT_GRADIENT", 3 * 3 * 5 * 16)
+  x, kernel, strides, padding = operands((8, 6, 6, 5, 72, 3, 1, "SAME"))
+  assert onednn._output_slices(kernel.shape) == [(0, 18), (18, 36), (36, 54), (54, 72)]
+  mesh = jax.sharding.Mesh(np.array(jax.devices()[:devices]), ("data",))
+  x = jax.device_put(x, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data")))
+  grad = lambda fn: jax.grad(lambda x, k: loss(fn, x, k, strides, padding), argnums=1)
+  compiled = jax.jit(grad(conv_lib.pick(impl))).lower(x, kernel).compile()
+  assert compiled.as_text().count('custom_call_target="jaxssl_onednn_backward_weights"') == 4
+  assert relative(compiled(x, kernel), grad(lax.conv_general_dilated)(x, kernel)) < 1e-5
