@@ -41,7 +41,7 @@ def test_a_tied_window_sends_its_gradient_to_its_first_maximum():
 def test_the_cnn_gradients_equal_flax_pools(monkeypatch):
   images = jnp.zeros((4, 28, 28, 1)).at[:, 6:22, 8:20].set(1.0)  # a flat background
   model = convnet.ConvNet(widths=(8, 16, 32, 64), convs_per_stage=1, conv="xla")
-  variables = model.init(jax.random.key(0), images, train=True)
+  variables = jax.jit(lambda x: model.init(jax.random.key(0), x, train=True))(images)
 
   def grads():
     loss = lambda p: jnp.sum(jnp.sin(model.apply({**variables, "params": p}, images, train=True,

@@ -88,7 +88,7 @@ def test_the_projector_on_two_views_equals_jaxs(dtype):
 
   def grads(conv):
     model = Projector("64-64-48", conv=conv, dtype=dtype)
-    variables = model.init(jax.random.key(0), x_a, train=True)
+    variables = jax.jit(lambda x: model.init(jax.random.key(0), x, train=True))(x_a)
 
     def loss(params):
       apply = lambda x: model.apply({**variables, "params": params}, x, train=True,

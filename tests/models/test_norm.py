@@ -85,7 +85,8 @@ def test_a_batch_without_every_view_is_refused():
 
 @pytest.mark.parametrize("backbone", ["resnet18", "convnet"])
 def test_the_model_on_interleaved_views_equals_one_pass_per_view(backbone):
-  kwargs = ({"width": 4, "stem": "cifar"} if backbone == "resnet18"
+  # ResNet-18's blocks, one a stage over two stages: with and without a projected shortcut.
+  kwargs = ({"width": 4, "stem": "cifar", "stage_sizes": (1, 1)} if backbone == "resnet18"
             else {"widths": (4, 8), "convs_per_stage": 1})
   model = SSLModel(backbone=build_backbone(backbone, conv="xla", **kwargs),
                    projector=Projector("16-16-8", conv="xla"), num_classes=3)

@@ -63,11 +63,11 @@ def test_parameter_counts_equal_the_reference_vits(size):
 def test_pooling_and_position_embeddings(pool, posemb, extra):
   model = ViT(width=32, depth=2, mlp_dim=64, heads=2, patch=4, pool=pool, posemb=posemb)
   x = jax.random.uniform(jax.random.key(0), (3, 28, 28, 1))
-  variables = model.init(jax.random.key(1), x, train=False)
+  variables = jax.jit(lambda x: model.init(jax.random.key(1), x, train=False))(x)
   assert set(variables["params"]) == {"embedding", "Transformer"} | extra
   if "pos_embedding" in extra:
     assert variables["params"]["pos_embedding"].shape == (1, 49 + (pool == "tok"), 32)
-  out = model.apply(variables, x, train=False)
+  out = jax.jit(lambda v, x: model.apply(v, x, train=False))(variables, x)
   assert out.shape == (3, 32) and out.dtype == jnp.float32
   assert np.all(np.isfinite(out))
 
@@ -103,8 +103,8 @@ def test_stochastic_depth_drops_whole_examples_and_keeps_the_mean():
   assert abs(np.mean(per_example[:, 0] == 0) - 0.25) < 0.03
   model = ViT(width=32, depth=4, mlp_dim=64, heads=2, patch=7, drop_path=0.3)
   images = jax.random.uniform(jax.random.key(0), (4, 28, 28, 1))
-  variables = model.init(jax.random.key(1), images, train=False)
-  train = lambda key: model.apply(variables, images, train=True, rngs={"dropout": key})
+  variables = jax.jit(lambda x: model.init(jax.random.key(1), x, train=False))(images)
+  train = jax.jit(lambda key: model.apply(variables, images, train=True, rngs={"dropout": key}))
   assert not np.allclose(train(jax.random.key(2)), train(jax.random.key(3)))
   np.testing.assert_array_equal(train(jax.random.key(2)), train(jax.random.key(2)))
 
@@ -113,9 +113,10 @@ def test_bfloat16_computes_over_float32_parameters():
   images = jax.random.uniform(jax.random.key(0), (4, 32, 32, 3))
   f32 = ViT(width=64, depth=2, mlp_dim=128, heads=4, patch=8)
   bf16 = f32.clone(dtype=jnp.bfloat16)
-  variables = f32.init(jax.random.key(1), images, train=False)
-  assert all(p.dtype == jnp.float32
-             for p in jax.tree.leaves(bf16.init(jax.random.key(1), images, train=False)))
-  out = bf16.apply(variables, images, train=False)
+  variables = jax.jit(lambda x: f32.init(jax.random.key(1), x, train=False))(images)
+  assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(
+      jax.eval_shape(lambda: bf16.init(jax.random.key(1), images, train=False))))
+  apply = lambda model: jax.jit(lambda v, x: model.apply(v, x, train=False))(variables, images)
+  out = apply(bf16)
   assert out.dtype == jnp.float32  # the regularisers' statistics stay float32
-  np.testing.assert_allclose(out, f32.apply(variables, images, train=False), atol=0.1)
+  np.testing.assert_allclose(out, apply(f32), atol=0.1)
