@@ -143,3 +143,11 @@ def test_the_gpu_suite_measures_the_fast_convolutions_beside_lax():
   assert labels["jaxssl, bfloat16, conv fast, 256/view"]["conv"] == "fast"
   assert "conv" not in labels["jaxssl, bfloat16, 256/view"]  # the config's: lax off a CPU
   assert not any("conv fast" in label for label, *_ in train_step.variants("gpu", quick=True))
+
+
+@pytest.mark.parametrize("hardware", [True, False])
+def test_pytorchs_bfloat16_step_runs_where_the_cpu_has_bfloat16(hardware, monkeypatch):
+  monkeypatch.setattr(train_step, "cpu_has_bfloat16", lambda: hardware)
+  labels = [label for label, *_ in train_step.variants("cpu", quick=False)]
+  assert ("PyTorch, 2 threads, channels-last, bf16 autocast" in labels) == hardware
+  assert "PyTorch, 2 threads, channels-last" in labels
