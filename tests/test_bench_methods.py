@@ -19,7 +19,7 @@ import methods as bench_methods  # noqa: E402  pylint: disable=g-import-not-at-t
 
 # A row of each kind (a method, a baseline, the random encoder) takes every path of a run;
 # every method's recipe trains in tests/train/test_configs.py and resolves in the tests below.
-# (All nine rows took 6 minutes of CI's 2 cores.)
+# (All nine rows took 6 minutes in a CI-like run on 2 cores, beside the other tests.)
 SMOKE_ROWS = ["vicreg", "supervised + vcreg", "random init"]
 
 
